@@ -1,0 +1,333 @@
+//! Command-line interface: argument definitions and the `migrate`, `users` and `keys`
+//! commands (`serve` lives in [`crate::serve`]).
+//!
+//! Settings precedence: flag > environment variable > config file > default.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::SqlitePool;
+use tandem_shared::Tier;
+
+use crate::config::{Config, DEFAULT_BIND};
+use crate::db::{self, api_keys, users, DbError};
+use crate::keys;
+use crate::serve::{self, ServeOptions};
+
+/// Name of the key `keys create` makes when `--name` is not given.
+pub const DEFAULT_KEY_NAME: &str = "default";
+
+/// Tandem's cloud API server and its administration commands.
+#[derive(Debug, Parser)]
+#[command(name = "tandem-cloud", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "TANDEM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database URL (`sqlite://PATH`); default: tandem.sqlite in the platform data directory.
+    #[arg(long, global = true, env = "TANDEM_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Apply pending database migrations.
+    Migrate {
+        /// List pending migrations without applying them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, IP:PORT (port 0 picks a free one); default 127.0.0.1:8787.
+    #[arg(long, env = "TANDEM_BIND", value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user.
+    Create {
+        /// The user's email; unique.
+        #[arg(long)]
+        email: String,
+        /// free, pro or enterprise.
+        #[arg(long, default_value = "free")]
+        tier: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key for a user; the key is the last line printed.
+    Create {
+        /// Email of the key's owner.
+        #[arg(long)]
+        email: String,
+        /// A label to tell keys apart.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a user's keys (never the keys themselves).
+    List {
+        /// Email of the keys' owner.
+        #[arg(long)]
+        email: String,
+    },
+    /// Revoke a key by id (as shown by `keys list`).
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let database = database_options(cli.database_url.as_deref(), &config)?;
+    match cli.command {
+        Command::Serve(args) => {
+            let bind = match args.bind.or(config.bind) {
+                Some(bind) => bind,
+                None => DEFAULT_BIND
+                    .parse()
+                    .context("parse the default bind address")?,
+            };
+            serve::serve(ServeOptions {
+                config,
+                bind,
+                database,
+            })
+            .await
+        }
+        Command::Migrate { dry_run } => {
+            let pool = open(database).await?;
+            run_migrate(&pool, dry_run).await
+        }
+        Command::Users(UsersCommand::Create { email, tier }) => {
+            let tier: Tier = tier.parse()?;
+            validate_email(&email)?;
+            let pool = open_migrated(database).await?;
+            let user = users::create(&pool, &email, tier).await?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "created user {} (tier {}, id {})",
+                user.email, user.tier, user.id
+            )?;
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Create { email, name }) => {
+            let pool = open_migrated(database).await?;
+            let user = users::get_by_email(&pool, &email).await?;
+            let name = name.unwrap_or_else(|| DEFAULT_KEY_NAME.to_owned());
+            let key = keys::generate();
+            let stored = api_keys::insert(&pool, &user, &name, &key).await?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "created key {} (\"{}\") for {}",
+                stored.id, stored.name, user.email
+            )?;
+            writeln!(stdout, "the key is shown only this once; store it now:")?;
+            writeln!(stdout, "{}", key.secret)?;
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List { email }) => {
+            let pool = open_migrated(database).await?;
+            let user = users::get_by_email(&pool, &email).await?;
+            let keys = api_keys::list_for_user(&pool, &user).await?;
+            let mut stdout = std::io::stdout().lock();
+            if keys.is_empty() {
+                writeln!(stdout, "no keys for {}", user.email)?;
+                return Ok(());
+            }
+            writeln!(
+                stdout,
+                "{:<36}  {:<16}  {:<10}  {:<20}  {:<20}  STATUS",
+                "ID", "NAME", "PREFIX", "CREATED", "LAST USED"
+            )?;
+            let time = |t: chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            for key in keys {
+                let status = match key.revoked_at {
+                    Some(at) => format!("revoked {}", time(at)),
+                    None => "active".to_owned(),
+                };
+                writeln!(
+                    stdout,
+                    "{:<36}  {:<16}  {:<10}  {:<20}  {:<20}  {}",
+                    key.id,
+                    key.name,
+                    key.key_prefix,
+                    time(key.created_at),
+                    key.last_used_at.map_or_else(|| "never".to_owned(), time),
+                    status
+                )?;
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Revoke { id }) => {
+            let pool = open_migrated(database).await?;
+            let outcome = api_keys::revoke(&pool, &id).await?;
+            let mut stdout = std::io::stdout().lock();
+            match outcome {
+                api_keys::RevokeOutcome::Revoked => writeln!(stdout, "revoked key {id}")?,
+                api_keys::RevokeOutcome::AlreadyRevoked => {
+                    writeln!(stdout, "key {id} was already revoked")?
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_migrate(pool: &SqlitePool, dry_run: bool) -> anyhow::Result<()> {
+    let pending = db::pending_migrations(pool).await?;
+    let mut stdout = std::io::stdout().lock();
+    if dry_run {
+        if pending.is_empty() {
+            writeln!(stdout, "no pending migrations")?;
+        }
+        for migration in &pending {
+            writeln!(
+                stdout,
+                "pending {:04} {}",
+                migration.version, migration.description
+            )?;
+        }
+        return Ok(());
+    }
+    let applied = db::migrate(pool).await?;
+    if applied == 0 {
+        writeln!(stdout, "database is up to date")?;
+    } else {
+        for migration in &pending {
+            writeln!(
+                stdout,
+                "applied {:04} {}",
+                migration.version, migration.description
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_email(email: &str) -> anyhow::Result<()> {
+    let email = email.trim();
+    let valid = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        anyhow::bail!("`{email}` is not an email address")
+    }
+}
+
+/// The database to use: flag or environment, then config file, then the default file
+/// `tandem.sqlite` in the platform data directory (created when missing).
+fn database_options(
+    database_url: Option<&str>,
+    config: &Config,
+) -> anyhow::Result<SqliteConnectOptions> {
+    let url = database_url
+        .filter(|url| !url.trim().is_empty())
+        .or(config.database_url.as_deref());
+    if let Some(url) = url {
+        let options =
+            db::options_from_url(url).with_context(|| format!("invalid database URL `{url}`"))?;
+        // Like the default location, a configured file's directory is created on first
+        // use. In-memory databases have no directory.
+        if let Some(parent) = options.get_filename().parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create database directory {}", parent.display())
+                })?;
+            }
+        }
+        return Ok(options);
+    }
+    let dirs = directories::ProjectDirs::from("dev", "tandem", "tandem")
+        .context("cannot find the platform data directory; pass --database-url")?;
+    let data_dir = dirs.data_dir();
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    Ok(db::options_for_file(&data_dir.join("tandem.sqlite")))
+}
+
+async fn open(options: SqliteConnectOptions) -> Result<SqlitePool, DbError> {
+    db::connect(options).await
+}
+
+/// Opens the database and brings its schema up to date, so admin commands work on a
+/// fresh file.
+async fn open_migrated(options: SqliteConnectOptions) -> anyhow::Result<SqlitePool> {
+    let pool = open(options).await.context("cannot open the database")?;
+    db::migrate(&pool)
+        .await
+        .context("cannot apply database migrations")?;
+    Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked() {
+        validate_email("a@b").unwrap();
+        validate_email(" dev@localhost ").unwrap();
+        assert!(validate_email("nobody").is_err());
+        assert!(validate_email("@b").is_err());
+        assert!(validate_email("a@").is_err());
+        assert!(validate_email("a b@c").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_parse_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "tandem-cloud",
+            "keys",
+            "list",
+            "--email",
+            "a@b",
+            "--database-url",
+            "sqlite://x.sqlite",
+        ])
+        .unwrap();
+        assert_eq!(cli.database_url.as_deref(), Some("sqlite://x.sqlite"));
+    }
+}

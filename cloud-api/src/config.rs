@@ -1,0 +1,774 @@
+//! The server's typed configuration (the `--config` TOML file), checked once at start-up.
+//!
+//! Precedence for the settings that also have flags and environment variables
+//! (`bind`, `database_url`): flag > environment > this file > built-in default. That merge
+//! happens in `cli`; this module only knows the file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use tandem_shared::Tier;
+use url::Url;
+
+use crate::prompt::Family;
+
+/// Address `serve` listens on when neither flag, environment nor file names one.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8787";
+/// Default cap on request bodies: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default lifetime of a cached API-key check, in seconds.
+pub const DEFAULT_KEY_CACHE_TTL_SECS: u64 = 5;
+/// Default time a provider gets to answer one completion, in milliseconds.
+pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 30_000;
+/// Default time a whole request may take, in milliseconds.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+
+/// Everything the `--config` file can say. Every section and field is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Socket address to listen on, `IP:PORT` (port 0 picks a free one). Not secret.
+    #[serde(default)]
+    pub bind: Option<SocketAddr>,
+    /// sqlx SQLite URL of the database, e.g. `sqlite://tandem.sqlite`. Not secret; it must
+    /// not carry credentials. Defaults to `tandem.sqlite` in the platform data directory.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Request size and time limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// API-key authentication settings.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Model providers. Requests go to the first one; with none, the built-in `local`
+    /// provider answers.
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    /// Per-tier limits, `[tiers.<name>]` with `<name>` one of `free`, `pro`,
+    /// `enterprise`. A tier or key left out keeps its default.
+    #[serde(default)]
+    pub tiers: BTreeMap<String, TierConfig>,
+}
+
+/// Default `max_context_tokens` of the `free` tier.
+pub const DEFAULT_FREE_MAX_CONTEXT_TOKENS: u32 = 4_000;
+/// Default `max_context_tokens` of the `pro` tier.
+pub const DEFAULT_PRO_MAX_CONTEXT_TOKENS: u32 = 16_000;
+/// Default `max_context_tokens` of the `enterprise` tier.
+pub const DEFAULT_ENTERPRISE_MAX_CONTEXT_TOKENS: u32 = 32_000;
+
+/// One `[tiers.<name>]` table: overrides of that tier's limits. Every key is optional;
+/// more limits (quotas, rate limits, allowed providers) join this table later.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Most context a completion request may carry, in tokens as estimated by
+    /// `tandem_shared::tokens::estimate` over the prefix, the suffix and every context
+    /// part. Larger requests are refused; `GET /v1/me` reports it so the language server
+    /// cuts its context to fit. Defaults: free 4000, pro 16000, enterprise 32000.
+    #[serde(default)]
+    pub max_context_tokens: Option<u32>,
+}
+
+/// A tier's limits with the defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierLimits {
+    /// See [`TierConfig::max_context_tokens`].
+    pub max_context_tokens: u32,
+}
+
+impl TierLimits {
+    /// The built-in limits of `tier`.
+    pub fn defaults(tier: Tier) -> TierLimits {
+        TierLimits {
+            max_context_tokens: match tier {
+                Tier::Free => DEFAULT_FREE_MAX_CONTEXT_TOKENS,
+                Tier::Pro => DEFAULT_PRO_MAX_CONTEXT_TOKENS,
+                Tier::Enterprise => DEFAULT_ENTERPRISE_MAX_CONTEXT_TOKENS,
+            },
+        }
+    }
+}
+
+/// `[limits]`: what a single request may cost the server.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted request body in bytes; bigger bodies get 413. Default 4 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Longest a whole request may take in milliseconds before the server answers 504.
+    /// A backstop behind each provider's own `timeout_ms`. Default 60000.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+        }
+    }
+}
+
+/// `[auth]`: API-key checks.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long, in seconds, a successful key check is remembered. Keys are revoked by a
+    /// separate process (`tandem-cloud keys revoke`), so a revoked key keeps working for at
+    /// most this long. 0 disables the cache. Default 5.
+    #[serde(default = "default_key_cache_ttl_secs")]
+    pub key_cache_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            key_cache_ttl_secs: DEFAULT_KEY_CACHE_TTL_SECS,
+        }
+    }
+}
+
+/// One `[[providers]]` entry: a model server completions are sent to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique name, reported as `provider` in answers and in error messages.
+    pub name: String,
+    /// Which wire format the provider speaks.
+    pub kind: ProviderKind,
+    /// Base URL as the vendor's SDK takes it: `http://localhost:11434` for Ollama,
+    /// `https://api.openai.com/v1` for OpenAI. Required for `ollama` and `openai`, not
+    /// allowed for `local`. Not secret; must not carry credentials.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Model name sent to the provider. Required for `ollama` and `openai`; for `local` it
+    /// is only a label (default `local`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// OpenAI endpoint family; only for `kind = "openai"`. Default `completions`.
+    #[serde(default)]
+    pub endpoint: Option<OpenAiEndpoint>,
+    /// NAME of the environment variable holding the provider's API key (the key itself
+    /// never goes in this file). Read once at start; a missing variable stops the start.
+    /// Sent as `Authorization: Bearer <key>`. Not for `local`.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Time the provider gets to answer one completion, in milliseconds. Default 30000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Fill-in-the-middle template for `ollama` and `openai` (`completions`) providers:
+    /// `auto` (default: the family detected from `model`, none for unknown models),
+    /// `none` (prefix as the prompt, suffix in the vendor's `suffix` field), or a family:
+    /// `starcoder`, `starcoder2`, `codellama`, `deepseek-coder`, `qwen`, `codestral`.
+    /// With a family the whole prompt is rendered here and sent raw. Not for `local` or
+    /// `endpoint = "chat"` (chat models get an instruction prompt).
+    #[serde(default)]
+    pub template: Option<TemplateSetting>,
+}
+
+/// `template` of a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TemplateSetting {
+    /// Detect the family from the model name.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// No template: the vendor's own `suffix` field.
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "starcoder")]
+    StarCoder,
+    #[serde(rename = "starcoder2")]
+    StarCoder2,
+    #[serde(rename = "codellama")]
+    CodeLlama,
+    #[serde(rename = "deepseek-coder")]
+    DeepSeekCoder,
+    #[serde(rename = "qwen", alias = "qwen2.5-coder")]
+    Qwen,
+    #[serde(rename = "codestral")]
+    Codestral,
+}
+
+impl TemplateSetting {
+    /// The family this setting names, `None` for `auto` and `none`.
+    fn family(self) -> Option<Family> {
+        match self {
+            TemplateSetting::Auto | TemplateSetting::None => None,
+            TemplateSetting::StarCoder => Some(Family::StarCoder),
+            TemplateSetting::StarCoder2 => Some(Family::StarCoder2),
+            TemplateSetting::CodeLlama => Some(Family::CodeLlama),
+            TemplateSetting::DeepSeekCoder => Some(Family::DeepSeekCoder),
+            TemplateSetting::Qwen => Some(Family::Qwen),
+            TemplateSetting::Codestral => Some(Family::Codestral),
+        }
+    }
+}
+
+impl ProviderConfig {
+    /// The provider's timeout, default applied.
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or(DEFAULT_PROVIDER_TIMEOUT_MS)
+    }
+
+    /// The OpenAI endpoint, default applied.
+    pub fn endpoint(&self) -> OpenAiEndpoint {
+        self.endpoint.unwrap_or_default()
+    }
+
+    /// The fill-in-the-middle family prompts are rendered in, `None` to send the prefix
+    /// and suffix in the vendor's own fields (or an instruction prompt, for chat).
+    pub fn fim_family(&self) -> Option<Family> {
+        let templated = match self.kind {
+            ProviderKind::Local => false,
+            ProviderKind::Ollama => true,
+            ProviderKind::OpenAi => self.endpoint() == OpenAiEndpoint::Completions,
+        };
+        if !templated {
+            return None;
+        }
+        match self.template.unwrap_or_default() {
+            TemplateSetting::Auto => self.model.as_deref().and_then(Family::detect),
+            setting => setting.family(),
+        }
+    }
+}
+
+/// `kind` of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Ollama's native `/api/generate`.
+    Ollama,
+    /// Any OpenAI-compatible server (`/completions` or `/chat/completions`).
+    OpenAi,
+    /// The built-in, offline repetition completer.
+    Local,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Local => "local",
+        }
+    }
+}
+
+/// Which OpenAI endpoint to call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenAiEndpoint {
+    /// `POST {base_url}/completions` with `prompt` and `suffix`.
+    #[default]
+    Completions,
+    /// `POST {base_url}/chat/completions` with a fill-in-the-middle instruction.
+    Chat,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    /// The file parsed but a value is unusable.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+fn default_request_timeout_ms() -> u64 {
+    DEFAULT_REQUEST_TIMEOUT_MS
+}
+
+fn default_key_cache_ttl_secs() -> u64 {
+    DEFAULT_KEY_CACHE_TTL_SECS
+}
+
+impl Config {
+    /// The limits of `tier`: its `[tiers.<name>]` overrides over the defaults.
+    pub fn tier_limits(&self, tier: Tier) -> TierLimits {
+        let defaults = TierLimits::defaults(tier);
+        let Some(config) = self.tiers.get(tier.as_str()) else {
+            return defaults;
+        };
+        TierLimits {
+            max_context_tokens: config
+                .max_context_tokens
+                .unwrap_or(defaults.max_context_tokens),
+        }
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse_str(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| {
+            let message = match error.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {}", error.message())
+                }
+                None => error.message().to_owned(),
+            };
+            ConfigError::Parse {
+                path: "<text>".to_owned(),
+                message,
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: limits in range, provider entries consistent.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.limits.max_body_bytes == 0 {
+            return invalid("limits.max_body_bytes must be at least 1".to_owned());
+        }
+        if self.limits.request_timeout_ms == 0 {
+            return invalid("limits.request_timeout_ms must be at least 1".to_owned());
+        }
+        if let Some(url) = &self.database_url {
+            if !url.starts_with("sqlite:") {
+                return invalid(format!(
+                    "database_url must be a SQLite URL (sqlite://PATH), got `{url}`"
+                ));
+            }
+        }
+        for (name, tier) in &self.tiers {
+            if let Err(error) = name.parse::<Tier>() {
+                return invalid(format!("[tiers.{name}]: {error}"));
+            }
+            if tier.max_context_tokens == Some(0) {
+                return invalid(format!(
+                    "tiers.{name}.max_context_tokens must be at least 1"
+                ));
+            }
+        }
+        let mut names = HashSet::new();
+        for (index, provider) in self.providers.iter().enumerate() {
+            let at = format!("providers[{index}]");
+            let name = provider.name.trim();
+            if name.is_empty() {
+                return invalid(format!("{at}.name must not be empty"));
+            }
+            if !names.insert(name.to_owned()) {
+                return invalid(format!("provider name `{name}` is used more than once"));
+            }
+            let at = format!("provider `{name}`");
+            let network = provider.kind != ProviderKind::Local;
+            match (&provider.base_url, network) {
+                (None, true) => {
+                    return invalid(format!(
+                        "{at}: base_url is required for kind `{}`",
+                        provider.kind.as_str()
+                    ))
+                }
+                (Some(_), false) => {
+                    return invalid(format!("{at}: base_url is not used by kind `local`"))
+                }
+                (Some(base_url), true) => validate_base_url(&at, base_url)?,
+                (None, false) => {}
+            }
+            match &provider.model {
+                Some(model) if model.trim().is_empty() => {
+                    return invalid(format!("{at}: model must not be empty"))
+                }
+                None if network => {
+                    return invalid(format!(
+                        "{at}: model is required for kind `{}`",
+                        provider.kind.as_str()
+                    ))
+                }
+                _ => {}
+            }
+            if provider.endpoint.is_some() && provider.kind != ProviderKind::OpenAi {
+                return invalid(format!(
+                    "{at}: endpoint is only allowed for kind `openai` (this one is `{}`)",
+                    provider.kind.as_str()
+                ));
+            }
+            if let Some(variable) = &provider.api_key_env {
+                if !network {
+                    return invalid(format!("{at}: api_key_env is not used by kind `local`"));
+                }
+                let well_formed = !variable.is_empty()
+                    && variable
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !well_formed {
+                    return invalid(format!(
+                        "{at}: api_key_env must be the NAME of an environment variable \
+                         (letters, digits, `_`), not the key itself"
+                    ));
+                }
+            }
+            if provider.timeout_ms == Some(0) {
+                return invalid(format!("{at}: timeout_ms must be at least 1"));
+            }
+            if let Some(family) = provider.template.and_then(TemplateSetting::family) {
+                if !network {
+                    return invalid(format!("{at}: template is not used by kind `local`"));
+                }
+                if provider.kind == ProviderKind::OpenAi
+                    && provider.endpoint() == OpenAiEndpoint::Chat
+                {
+                    return invalid(format!(
+                        "{at}: template `{}` is not used by endpoint `chat` (chat models get \
+                         an instruction prompt); use endpoint `completions` or remove it",
+                        family.as_str()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_base_url(at: &str, base_url: &str) -> Result<(), ConfigError> {
+    let url = Url::parse(base_url).map_err(|error| {
+        ConfigError::Invalid(format!("{at}: base_url `{base_url}` is not a URL: {error}"))
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ConfigError::Invalid(format!(
+            "{at}: base_url must start with http:// or https://, got `{base_url}`"
+        )));
+    }
+    if url.host_str().is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "{at}: base_url `{base_url}` has no host"
+        )));
+    }
+    // Credentials in URLs end up in logs and process listings; they belong in api_key_env.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{at}: base_url must not contain credentials; use api_key_env"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{at}: base_url must not have a query or fragment"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_invalid(text: &str, expected_fragment: &str) {
+        let error = Config::parse_str(text).expect_err("config should be refused");
+        let message = error.to_string();
+        assert!(
+            message.contains(expected_fragment),
+            "`{message}` does not contain `{expected_fragment}`"
+        );
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse_str("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.limits.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.auth.key_cache_ttl_secs, 5);
+        assert!(config.providers.is_empty());
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let config = Config::parse_str(
+            r#"
+            bind = "127.0.0.1:9000"
+            database_url = "sqlite://tandem.sqlite"
+            [limits]
+            max_body_bytes = 1024
+            [auth]
+            key_cache_ttl_secs = 0
+            [[providers]]
+            name = "ollama"
+            kind = "ollama"
+            base_url = "http://localhost:11434"
+            model = "qwen2.5-coder:1.5b"
+            timeout_ms = 1000
+            [[providers]]
+            name = "openai"
+            kind = "openai"
+            base_url = "https://api.openai.com/v1"
+            model = "gpt-4o-mini"
+            endpoint = "chat"
+            api_key_env = "OPENAI_API_KEY"
+            [[providers]]
+            name = "offline"
+            kind = "local"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.bind, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(config.limits.max_body_bytes, 1024);
+        assert_eq!(config.auth.key_cache_ttl_secs, 0);
+        assert_eq!(config.providers.len(), 3);
+        assert_eq!(config.providers[0].timeout_ms(), 1000);
+        assert_eq!(config.providers[0].endpoint(), OpenAiEndpoint::Completions);
+        assert_eq!(config.providers[1].endpoint(), OpenAiEndpoint::Chat);
+        assert_eq!(config.providers[1].timeout_ms(), 30_000);
+        assert_eq!(config.providers[2].kind, ProviderKind::Local);
+    }
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let config = Config::parse_str(include_str!("../config.example.toml")).unwrap();
+        assert_eq!(config.providers.len(), 3);
+        assert_eq!(config.providers[0].name, "ollama");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        check_invalid("bnid = \"127.0.0.1:1\"", "unknown field `bnid`");
+        check_invalid("[limits]\nmax_body = 1", "unknown field `max_body`");
+        check_invalid("[auth]\nttl = 1", "line 2: unknown field `ttl`");
+        check_invalid(
+            "[[providers]]\nname=\"a\"\nkind=\"ollama\"\nbase_url=\"http://x\"\nmodel=\"m\"\napi_key=\"sk\"",
+            "unknown field `api_key`",
+        );
+    }
+
+    #[test]
+    fn mistyped_values_are_refused() {
+        check_invalid("bind = \"localhost\"", "invalid socket address");
+        check_invalid(
+            "[[providers]]\nname=\"a\"\nkind=\"anthropic\"",
+            "unknown variant `anthropic`",
+        );
+        check_invalid("[limits]\nmax_body_bytes = -1", "invalid value");
+    }
+
+    #[test]
+    fn provider_names_must_be_unique_and_present() {
+        check_invalid(
+            "[[providers]]\nname=\"a\"\nkind=\"local\"\n[[providers]]\nname=\"a\"\nkind=\"local\"",
+            "provider name `a` is used more than once",
+        );
+        check_invalid(
+            "[[providers]]\nname=\" \"\nkind=\"local\"",
+            "providers[0].name must not be empty",
+        );
+    }
+
+    #[test]
+    fn base_url_is_checked() {
+        let provider = |base_url: &str| {
+            format!(
+                "[[providers]]\nname=\"p\"\nkind=\"ollama\"\nmodel=\"m\"\nbase_url=\"{base_url}\""
+            )
+        };
+        check_invalid(&provider("localhost:11434"), "must start with http");
+        check_invalid(&provider("not a url"), "is not a URL");
+        check_invalid(&provider("ftp://host"), "must start with http");
+        check_invalid(
+            &provider("http://user:secret@host"),
+            "must not contain credentials",
+        );
+        check_invalid(&provider("http://host/?a=b"), "query or fragment");
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"ollama\"\nmodel=\"m\"",
+            "base_url is required",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"local\"\nbase_url=\"http://x\"",
+            "base_url is not used by kind `local`",
+        );
+    }
+
+    #[test]
+    fn endpoint_only_for_openai() {
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"ollama\"\nmodel=\"m\"\nbase_url=\"http://x\"\nendpoint=\"chat\"",
+            "endpoint is only allowed for kind `openai`",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"openai\"\nmodel=\"m\"\nbase_url=\"http://x\"\nendpoint=\"embeddings\"",
+            "unknown variant `embeddings`",
+        );
+    }
+
+    #[test]
+    fn model_required_for_network_kinds() {
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"openai\"\nbase_url=\"http://x\"",
+            "model is required",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"openai\"\nbase_url=\"http://x\"\nmodel=\"\"",
+            "model must not be empty",
+        );
+    }
+
+    #[test]
+    fn api_key_env_must_be_a_variable_name() {
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"openai\"\nbase_url=\"http://x\"\nmodel=\"m\"\napi_key_env=\"sk-abc def\"",
+            "NAME of an environment variable",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"local\"\napi_key_env=\"KEY\"",
+            "api_key_env is not used",
+        );
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        check_invalid(
+            "[limits]\nmax_body_bytes = 0",
+            "max_body_bytes must be at least 1",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"ollama\"\nmodel=\"m\"\nbase_url=\"http://x\"\ntimeout_ms=0",
+            "timeout_ms must be at least 1",
+        );
+        check_invalid("database_url = \"postgres://x\"", "must be a SQLite URL");
+    }
+
+    fn provider(kind: &str, extra: &str) -> ProviderConfig {
+        let base_url = if kind == "local" {
+            ""
+        } else {
+            "base_url = \"http://x\"\n"
+        };
+        let config = Config::parse_str(&format!(
+            "[[providers]]\nname=\"p\"\nkind=\"{kind}\"\n{base_url}{extra}"
+        ))
+        .unwrap();
+        config.providers[0].clone()
+    }
+
+    #[test]
+    fn template_defaults_to_detection_from_the_model() {
+        let ollama = |extra: &str| provider("ollama", extra).fim_family();
+        assert_eq!(
+            ollama("model=\"qwen2.5-coder:7b-base\""),
+            Some(Family::Qwen)
+        );
+        assert_eq!(ollama("model=\"llama3.1:8b\""), None);
+        assert_eq!(
+            ollama("model=\"qwen2.5-coder:7b\"\ntemplate=\"auto\""),
+            Some(Family::Qwen)
+        );
+        assert_eq!(
+            ollama("model=\"qwen2.5-coder:7b\"\ntemplate=\"none\""),
+            None
+        );
+        assert_eq!(
+            ollama("model=\"my-finetune\"\ntemplate=\"deepseek-coder\""),
+            Some(Family::DeepSeekCoder)
+        );
+        assert_eq!(
+            ollama("model=\"m\"\ntemplate=\"qwen2.5-coder\""),
+            Some(Family::Qwen)
+        );
+        let openai = |extra: &str| provider("openai", extra).fim_family();
+        assert_eq!(
+            openai("model=\"codestral-latest\""),
+            Some(Family::Codestral)
+        );
+        // Chat models get an instruction prompt whatever their name.
+        assert_eq!(
+            openai("model=\"qwen2.5-coder-32b-instruct\"\nendpoint=\"chat\""),
+            None
+        );
+        assert_eq!(provider("local", "model=\"starcoder2\"").fim_family(), None);
+        for family in Family::ALL {
+            let setting = format!("model=\"m\"\ntemplate=\"{}\"", family.as_str());
+            assert_eq!(ollama(&setting), Some(family));
+        }
+    }
+
+    #[test]
+    fn template_is_checked() {
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"ollama\"\nbase_url=\"http://x\"\nmodel=\"m\"\ntemplate=\"gpt\"",
+            "unknown variant `gpt`",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"local\"\ntemplate=\"qwen\"",
+            "template is not used by kind `local`",
+        );
+        check_invalid(
+            "[[providers]]\nname=\"p\"\nkind=\"openai\"\nbase_url=\"http://x\"\nmodel=\"m\"\nendpoint=\"chat\"\ntemplate=\"qwen\"",
+            "template `qwen` is not used by endpoint `chat`",
+        );
+        // `auto` and `none` are fine everywhere.
+        provider(
+            "openai",
+            "model=\"m\"\nendpoint=\"chat\"\ntemplate=\"none\"",
+        );
+        provider("local", "template=\"auto\"");
+    }
+
+    #[test]
+    fn tiers_default_and_override_one_key_at_a_time() {
+        let config = Config::default();
+        assert_eq!(config.tier_limits(Tier::Free).max_context_tokens, 4_000);
+        assert_eq!(config.tier_limits(Tier::Pro).max_context_tokens, 16_000);
+        assert_eq!(
+            config.tier_limits(Tier::Enterprise).max_context_tokens,
+            32_000
+        );
+        let config =
+            Config::parse_str("[tiers.free]\nmax_context_tokens = 2000\n[tiers.pro]\n").unwrap();
+        assert_eq!(config.tier_limits(Tier::Free).max_context_tokens, 2_000);
+        assert_eq!(config.tier_limits(Tier::Pro).max_context_tokens, 16_000);
+        assert_eq!(
+            config.tier_limits(Tier::Enterprise).max_context_tokens,
+            32_000
+        );
+    }
+
+    #[test]
+    fn tiers_are_checked() {
+        check_invalid(
+            "[tiers.gold]\nmax_context_tokens = 1",
+            "[tiers.gold]: unknown tier `gold`",
+        );
+        check_invalid(
+            "[tiers.free]\nmax_context_tokens = 0",
+            "tiers.free.max_context_tokens must be at least 1",
+        );
+        check_invalid(
+            "[tiers.free]\nrequests_per_hour = 5",
+            "unknown field `requests_per_hour`",
+        );
+        check_invalid("[tiers.free]\nmax_context_tokens = -1", "invalid value");
+    }
+}

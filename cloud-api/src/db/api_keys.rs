@@ -1,0 +1,244 @@
+//! The `api_keys` table: hashed keys, their owners, and revocation.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+
+use super::users::User;
+use super::DbError;
+use crate::keys::{GeneratedKey, KeyHash};
+
+/// A stored key, without any secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// UUID v7, as text; what `keys revoke` takes.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// The first characters of the key (`tdm_AbC123`), for telling keys apart.
+    pub key_prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    user_id: String,
+    name: String,
+    key_prefix: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> ApiKey {
+        ApiKey {
+            id: row.id,
+            user_id: row.user_id,
+            name: row.name,
+            key_prefix: row.key_prefix,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// Stores a freshly generated key for a user.
+pub async fn insert(
+    pool: &SqlitePool,
+    user: &User,
+    name: &str,
+    key: &GeneratedKey,
+) -> Result<ApiKey, DbError> {
+    let api_key = ApiKey {
+        id: uuid::Uuid::now_v7().to_string(),
+        user_id: user.id.clone(),
+        name: name.to_owned(),
+        key_prefix: key.display_prefix().to_owned(),
+        created_at: Utc::now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    sqlx::query(
+        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&api_key.id)
+    .bind(&api_key.user_id)
+    .bind(&api_key.name)
+    .bind(&key.hash.0[..])
+    .bind(&api_key.key_prefix)
+    .bind(api_key.created_at)
+    .execute(pool)
+    .await?;
+    Ok(api_key)
+}
+
+/// A user's keys, oldest first, revoked ones included.
+pub async fn list_for_user(pool: &SqlitePool, user: &User) -> Result<Vec<ApiKey>, DbError> {
+    let rows: Vec<ApiKeyRow> = sqlx::query_as(
+        "SELECT id, user_id, name, key_prefix, created_at, last_used_at, revoked_at \
+         FROM api_keys WHERE user_id = ? ORDER BY created_at, id",
+    )
+    .bind(&user.id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(ApiKey::from).collect())
+}
+
+/// What `revoke` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// The key was active and is now revoked.
+    Revoked,
+    /// The key had been revoked before; nothing changed.
+    AlreadyRevoked,
+}
+
+/// Revokes a key by id; [`DbError::UnknownKey`] when there is none.
+pub async fn revoke(pool: &SqlitePool, id: &str) -> Result<RevokeOutcome, DbError> {
+    let updated =
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(Utc::now())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    if updated > 0 {
+        return Ok(RevokeOutcome::Revoked);
+    }
+    let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE id = ?")
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    if exists > 0 {
+        Ok(RevokeOutcome::AlreadyRevoked)
+    } else {
+        Err(DbError::UnknownKey(id.to_owned()))
+    }
+}
+
+/// A key found by its hash, with its owner.
+#[derive(Debug, Clone)]
+pub struct KeyWithOwner {
+    pub key_id: String,
+    pub key_hash: KeyHash,
+    pub revoked: bool,
+    pub user: User,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyWithOwnerRow {
+    key_id: String,
+    key_hash: Vec<u8>,
+    revoked_at: Option<DateTime<Utc>>,
+    user_id: String,
+    email: String,
+    tier: String,
+    user_created_at: DateTime<Utc>,
+}
+
+/// The key with this hash and its owner, if any.
+pub async fn find_by_hash(
+    pool: &SqlitePool,
+    hash: &KeyHash,
+) -> Result<Option<KeyWithOwner>, DbError> {
+    let row: Option<KeyWithOwnerRow> = sqlx::query_as(
+        "SELECT k.id AS key_id, k.key_hash, k.revoked_at, \
+                u.id AS user_id, u.email, u.tier, u.created_at AS user_created_at \
+         FROM api_keys k JOIN users u ON u.id = k.user_id \
+         WHERE k.key_hash = ?",
+    )
+    .bind(&hash.0[..])
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let key_hash: [u8; 32] = row.key_hash.try_into().map_err(|_| DbError::Corrupt {
+        table: "api_keys",
+        detail: "key_hash is not 32 bytes".to_owned(),
+    })?;
+    let tier = row.tier.parse().map_err(|error| DbError::Corrupt {
+        table: "users",
+        detail: format!("{error}"),
+    })?;
+    Ok(Some(KeyWithOwner {
+        key_id: row.key_id,
+        key_hash: KeyHash(key_hash),
+        revoked: row.revoked_at.is_some(),
+        user: User {
+            id: row.user_id,
+            email: row.email,
+            tier,
+            created_at: row.user_created_at,
+        },
+    }))
+}
+
+/// Records that a key was just used.
+pub async fn touch_last_used(pool: &SqlitePool, key_id: &str) -> Result<(), DbError> {
+    sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+        .bind(Utc::now())
+        .bind(key_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::test_support::temp_db;
+    use crate::db::users;
+    use crate::keys;
+    use tandem_shared::Tier;
+
+    #[tokio::test]
+    async fn insert_find_list_revoke() {
+        let (_dir, pool) = temp_db().await;
+        let user = users::create(&pool, "a@example.com", Tier::Free)
+            .await
+            .unwrap();
+        let key = keys::generate();
+        let stored = insert(&pool, &user, "laptop", &key).await.unwrap();
+        assert_eq!(stored.key_prefix, &key.secret[..10]);
+
+        let found = find_by_hash(&pool, &key.hash).await.unwrap().unwrap();
+        assert_eq!(found.key_id, stored.id);
+        assert_eq!(found.user, user);
+        assert!(!found.revoked);
+        assert!(find_by_hash(&pool, &keys::generate().hash)
+            .await
+            .unwrap()
+            .is_none());
+
+        touch_last_used(&pool, &stored.id).await.unwrap();
+        let listed = list_for_user(&pool, &user).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].last_used_at.is_some());
+
+        assert_eq!(
+            revoke(&pool, &stored.id).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        assert_eq!(
+            revoke(&pool, &stored.id).await.unwrap(),
+            RevokeOutcome::AlreadyRevoked
+        );
+        assert!(matches!(
+            revoke(&pool, "nope").await.unwrap_err(),
+            DbError::UnknownKey(_)
+        ));
+        assert!(
+            find_by_hash(&pool, &key.hash)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The database: connection, embedded migrations, and one module per table.
+//!
+//! All SQL of the crate lives under this module.
+
+pub mod api_keys;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::SqlitePool;
+
+/// The migrations in `cloud-api/migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// How long a statement waits for another process's write lock (CLI and server share
+/// the file).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A database failure, with the cases callers act on named.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A user with this email already exists.
+    #[error("user `{0}` already exists")]
+    DuplicateUser(String),
+    /// No user has this email.
+    #[error("no user with email `{0}`")]
+    UnknownUser(String),
+    /// No API key has this id.
+    #[error("no API key with id `{0}`")]
+    UnknownKey(String),
+    /// A stored value is not what the schema promises.
+    #[error("corrupt row in `{table}`: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    /// The database could not be opened or a statement failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Connection options for a sqlx SQLite URL (`sqlite://PATH`, `sqlite::memory:`).
+pub fn options_from_url(url: &str) -> Result<SqliteConnectOptions, DbError> {
+    Ok(SqliteConnectOptions::from_str(url)?)
+}
+
+/// Connection options for a database file path (no URL escaping involved).
+pub fn options_for_file(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new().filename(path)
+}
+
+/// Opens a pool, creating the database file when missing.
+pub async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, DbError> {
+    let options = options
+        .create_if_missing(true)
+        .foreign_keys(true)
+        // WAL lets the CLI write while the server reads.
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(BUSY_TIMEOUT);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Applies pending migrations; returns how many were applied.
+pub async fn migrate(pool: &SqlitePool) -> Result<usize, DbError> {
+    let pending = pending_migrations(pool).await?.len();
+    MIGRATOR.run(pool).await?;
+    Ok(pending)
+}
+
+/// A migration not yet applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMigration {
+    pub version: i64,
+    pub description: String,
+}
+
+/// The embedded migrations the database has not applied, without changing anything.
+pub async fn pending_migrations(pool: &SqlitePool) -> Result<Vec<PendingMigration>, DbError> {
+    let (table_exists,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let applied: Vec<i64> = if table_exists > 0 {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .filter(|migration| !applied.contains(&migration.version))
+        .map(|migration| PendingMigration {
+            version: migration.version,
+            description: migration.description.to_string(),
+        })
+        .collect())
+}
+
+/// Checks that the database answers.
+pub async fn ping(pool: &SqlitePool) -> Result<(), DbError> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}
+
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database_error) if database_error.is_unique_violation())
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    /// A migrated database in a fresh temporary directory (kept alive by the guard).
+    pub(crate) async fn temp_db() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(options_for_file(&dir.path().join("test.sqlite")))
+            .await
+            .unwrap();
+        migrate(&pool).await.unwrap();
+        (dir, pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_then_nothing_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(options_for_file(&dir.path().join("db.sqlite")))
+            .await
+            .unwrap();
+        let pending = pending_migrations(&pool).await.unwrap();
+        assert_eq!(
+            pending,
+            vec![PendingMigration {
+                version: 1,
+                description: "init".to_owned()
+            }]
+        );
+        assert_eq!(migrate(&pool).await.unwrap(), 1);
+        assert!(pending_migrations(&pool).await.unwrap().is_empty());
+        assert_eq!(migrate(&pool).await.unwrap(), 0);
+        ping(&pool).await.unwrap();
+    }
+}

@@ -1,0 +1,122 @@
+//! The `users` table.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+use tandem_shared::Tier;
+
+use super::{is_unique_violation, DbError};
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// UUID v7, as text.
+    pub id: String,
+    /// Normalised (trimmed, lower-case) email; unique.
+    pub email: String,
+    pub tier: Tier,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    tier: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = DbError;
+
+    fn try_from(row: UserRow) -> Result<User, DbError> {
+        let tier = row.tier.parse().map_err(|error| DbError::Corrupt {
+            table: "users",
+            detail: format!("{error}"),
+        })?;
+        Ok(User {
+            id: row.id,
+            email: row.email,
+            tier,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// The stored form of an email: trimmed and lower-case.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Creates a user; [`DbError::DuplicateUser`] when the email is taken.
+pub async fn create(pool: &SqlitePool, email: &str, tier: Tier) -> Result<User, DbError> {
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: normalize_email(email),
+        tier,
+        created_at: Utc::now(),
+    };
+    let result = sqlx::query("INSERT INTO users (id, email, tier, created_at) VALUES (?, ?, ?, ?)")
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(user.tier.as_str())
+        .bind(user.created_at)
+        .execute(pool)
+        .await;
+    match result {
+        Ok(_) => Ok(user),
+        Err(error) if is_unique_violation(&error) => Err(DbError::DuplicateUser(user.email)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The user with this email, if any.
+pub async fn find_by_email(pool: &SqlitePool, email: &str) -> Result<Option<User>, DbError> {
+    let row: Option<UserRow> =
+        sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE email = ?")
+            .bind(normalize_email(email))
+            .fetch_optional(pool)
+            .await?;
+    row.map(User::try_from).transpose()
+}
+
+/// Like [`find_by_email`], but a missing user is [`DbError::UnknownUser`].
+pub async fn get_by_email(pool: &SqlitePool, email: &str) -> Result<User, DbError> {
+    find_by_email(pool, email)
+        .await?
+        .ok_or_else(|| DbError::UnknownUser(normalize_email(email)))
+}
+
+/// Number of users.
+pub async fn count(pool: &SqlitePool) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::test_support::temp_db;
+
+    #[tokio::test]
+    async fn create_find_and_refuse_duplicates() {
+        let (_dir, pool) = temp_db().await;
+        assert_eq!(count(&pool).await.unwrap(), 0);
+        let user = create(&pool, " Ada@Example.com ", Tier::Pro).await.unwrap();
+        assert_eq!(user.email, "ada@example.com");
+        let found = find_by_email(&pool, "ADA@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, user);
+        let error = create(&pool, "ada@example.com", Tier::Free)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DbError::DuplicateUser(ref email) if email == "ada@example.com"));
+        assert!(matches!(
+            get_by_email(&pool, "bob@example.com").await.unwrap_err(),
+            DbError::UnknownUser(_)
+        ));
+        assert_eq!(count(&pool).await.unwrap(), 1);
+    }
+}

@@ -1,0 +1,169 @@
+//! The one error type of the HTTP layer and its mapping to status codes and JSON bodies.
+//!
+//! 4xx bodies say exactly what was wrong with the request. 5xx bodies say only what a client
+//! can act on (which provider failed and how); causes are logged, never echoed.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tandem_shared::{ErrorBody, ErrorCode, Tier};
+
+use crate::providers::ProviderError;
+
+/// Everything a handler or extractor can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The body is not JSON or not the expected shape.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// No key, a key of the wrong form, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// No route matches the path.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The path exists, but not with this method.
+    #[error("method {method} is not allowed for {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// The body is larger than `limits.max_body_bytes`.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The body is not declared as `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body parsed, but a field is invalid.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request's prefix, suffix and context are estimated at more tokens than the
+    /// caller's tier allows.
+    #[error(
+        "the request's prefix, suffix and context come to about {estimated_tokens} tokens, \
+         over the limit of {limit} for tier `{tier}`; cut the context to fit"
+    )]
+    ContextTooLarge {
+        estimated_tokens: u32,
+        limit: u32,
+        tier: Tier,
+    },
+    /// The model provider failed; the variant decides 502, 503 or 504.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The service cannot serve yet (database down); the cause is logged.
+    #[error("service is not ready: {public}")]
+    NotReady {
+        public: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The whole request took longer than `limits.request_timeout_ms`.
+    #[error("request took longer than the server's limit")]
+    RequestTimeout,
+    /// A bug or unexpected failure; the cause is logged, the client sees "internal error".
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// Wraps any unexpected failure (database errors, mostly).
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> AppError {
+        AppError::Internal(error.into())
+    }
+
+    /// The stable code this error is reported with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AppError::MalformedBody(_) => ErrorCode::MalformedBody,
+            AppError::Unauthorized(_) => ErrorCode::Unauthorized,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            AppError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            AppError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            // 422 for now: the tier work (issue 4) may move limit answers to 413.
+            AppError::ContextTooLarge { .. } => ErrorCode::InvalidRequest,
+            AppError::Provider(error) => error.code(),
+            // The shared code for "the service is not ready" (see ErrorCode's docs).
+            AppError::NotReady { .. } => ErrorCode::ProviderUnavailable,
+            AppError::RequestTimeout => ErrorCode::ProviderTimeout,
+            AppError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The HTTP status this error is sent with.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The message a client sees. For 5xx this is never the underlying cause.
+    fn public_message(&self) -> String {
+        match self {
+            AppError::Provider(error) => error.public_message(),
+            AppError::NotReady { public, .. } => format!("service is not ready: {public}"),
+            AppError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        match &self {
+            AppError::Provider(error) => {
+                tracing::warn!(error = %error.log_message(), "provider request failed");
+            }
+            AppError::NotReady { cause, .. } => {
+                tracing::error!(error = %cause, "not ready");
+            }
+            AppError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+            }
+            other if status.is_server_error() => {
+                tracing::error!(error = %other, "server error");
+            }
+            other => {
+                tracing::debug!(status = status.as_u16(), error = %other, "request refused");
+            }
+        }
+        let body = ErrorBody::new(self.code(), self.public_message());
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, AppError::PayloadTooLarge { .. }) {
+            // The rest of the oversized body is never read, so this connection cannot carry
+            // another request; saying so stops pooling clients from reusing it and failing.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_echo_their_cause() {
+        let error = AppError::internal(std::io::Error::other("disk /secret/path is on fire"));
+        assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.public_message(), "internal error");
+    }
+
+    #[test]
+    fn not_ready_reports_503_without_the_cause() {
+        let error = AppError::NotReady {
+            public: "database is not reachable".to_owned(),
+            cause: Box::new(std::io::Error::other("unable to open /var/lib/x")),
+        };
+        assert_eq!(error.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!error.public_message().contains("/var/lib"));
+    }
+
+    #[test]
+    fn client_errors_keep_their_message() {
+        let error = AppError::InvalidRequest("`language` must not be empty".to_owned());
+        assert_eq!(error.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.public_message(), "`language` must not be empty");
+    }
+}

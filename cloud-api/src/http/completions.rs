@@ -1,0 +1,421 @@
+//! `POST /v1/completions`: validate the request, check it against the caller's tier,
+//! ask the first provider, report usage.
+
+use std::path::Component;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use tandem_shared::tokens::estimate;
+use tandem_shared::{Choice, CodeContext, CompletionRequest, CompletionResponse, Snippet, Usage};
+
+use crate::config::TierLimits;
+use crate::error::AppError;
+use crate::extract::{AuthUser, ValidJson, Validate};
+use crate::state::AppState;
+
+/// Largest `max_tokens` a request may ask for.
+pub(crate) const MAX_TOKENS_LIMIT: u32 = 4096;
+/// Most stop sequences a request may send (OpenAI's limit).
+const MAX_STOP_SEQUENCES: usize = 4;
+/// Longest stop sequence, in characters.
+const MAX_STOP_CHARS: usize = 64;
+/// Longest language id.
+const MAX_LANGUAGE_CHARS: usize = 64;
+/// Longest path.
+const MAX_PATH_CHARS: usize = 4096;
+/// Most entries in each list of `context` (scopes, imports, definitions, similar,
+/// recent edits): far more than fits any tier's budget, so only a broken or hostile
+/// client reaches it.
+const MAX_CONTEXT_ITEMS: usize = 64;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/completions", post(handle_completions))
+}
+
+impl Validate for CompletionRequest {
+    fn validate(&self) -> Result<(), String> {
+        let language = self.language.trim();
+        if language.is_empty() {
+            return Err("`language` must not be empty".to_owned());
+        }
+        if language.chars().count() > MAX_LANGUAGE_CHARS
+            || language
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "`language` must be an LSP language id (at most {MAX_LANGUAGE_CHARS} characters, no spaces)"
+            ));
+        }
+        validate_path("`path`", &self.path)?;
+        if let Some(max_tokens) = self.max_tokens {
+            if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
+                return Err(format!(
+                    "`max_tokens` must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}"
+                ));
+            }
+        }
+        if let Some(temperature) = self.temperature {
+            if !(0.0..=2.0).contains(&temperature) {
+                return Err(format!(
+                    "`temperature` must be between 0 and 2, got {temperature}"
+                ));
+            }
+        }
+        if self.stop.len() > MAX_STOP_SEQUENCES {
+            return Err(format!(
+                "`stop` may hold at most {MAX_STOP_SEQUENCES} sequences, got {}",
+                self.stop.len()
+            ));
+        }
+        for sequence in &self.stop {
+            if sequence.is_empty() {
+                return Err("`stop` sequences must not be empty".to_owned());
+            }
+            if sequence.chars().count() > MAX_STOP_CHARS {
+                return Err(format!(
+                    "`stop` sequences must be at most {MAX_STOP_CHARS} characters"
+                ));
+            }
+        }
+        validate_context(&self.context)
+    }
+}
+
+/// Bounded lists, no NUL (it ends strings in some model servers and is never code), and
+/// snippet paths held to the same rules as `path`.
+fn validate_context(context: &CodeContext) -> Result<(), String> {
+    let lines = [
+        ("context.scopes", &context.scopes),
+        ("context.imports", &context.imports),
+    ];
+    for (field, items) in lines {
+        check_count(field, items.len(), "entries")?;
+        for (index, item) in items.iter().enumerate() {
+            check_no_nul(&format!("`{field}[{index}]`"), item)?;
+        }
+    }
+    let snippets = [
+        ("context.definitions", &context.definitions),
+        ("context.similar", &context.similar),
+        ("context.recent_edits", &context.recent_edits),
+    ];
+    for (field, items) in snippets {
+        check_count(field, items.len(), "snippets")?;
+        for (index, Snippet { path, text }) in items.iter().enumerate() {
+            validate_path(&format!("`{field}[{index}].path`"), path)?;
+            check_no_nul(&format!("`{field}[{index}].text`"), text)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_count(field: &str, count: usize, what: &str) -> Result<(), String> {
+    if count > MAX_CONTEXT_ITEMS {
+        return Err(format!(
+            "`{field}` may hold at most {MAX_CONTEXT_ITEMS} {what}, got {count}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_no_nul(field: &str, text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        return Err(format!("{field} must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// Paths are workspace-relative and `/`-separated; anything that could name a file
+/// outside the workspace is refused. An empty path (an unsaved buffer) is allowed.
+/// `field` is the name used in messages, quoted: `` `path` ``.
+fn validate_path(field: &str, path: &str) -> Result<(), String> {
+    if path.chars().count() > MAX_PATH_CHARS {
+        return Err(format!(
+            "{field} must be at most {MAX_PATH_CHARS} characters"
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters"));
+    }
+    let looks_absolute = path.starts_with('/')
+        || path.starts_with('\\')
+        // Windows drive (`C:`) paths, checked on every platform.
+        || path.as_bytes().get(1) == Some(&b':')
+        || std::path::Path::new(path).has_root();
+    if looks_absolute {
+        return Err(format!(
+            "{field} must be relative to the workspace root, got `{path}`"
+        ));
+    }
+    let has_parent = path.split(['/', '\\']).any(|segment| segment == "..")
+        || std::path::Path::new(path)
+            .components()
+            .any(|component| component == Component::ParentDir);
+    if has_parent {
+        return Err(format!("{field} must not contain `..`, got `{path}`"));
+    }
+    Ok(())
+}
+
+/// Estimated size of what the request asks the model to read: the shared estimate
+/// ([`estimate`]) of the prefix, the suffix and the text of every context part (scopes,
+/// imports, snippet texts; not snippet paths, nor the template's own tokens), summed.
+/// The language server measures its budget the same way.
+pub(crate) fn estimated_prompt_tokens(request: &CompletionRequest) -> u32 {
+    let context = &request.context;
+    let snippets = context
+        .definitions
+        .iter()
+        .chain(&context.similar)
+        .chain(&context.recent_edits)
+        .map(|snippet| snippet.text.as_str());
+    [request.prefix.as_str(), request.suffix.as_str()]
+        .into_iter()
+        .chain(context.scopes.iter().map(String::as_str))
+        .chain(context.imports.iter().map(String::as_str))
+        .chain(snippets)
+        .fold(0u32, |total, text| total.saturating_add(estimate(text)))
+}
+
+/// The tier's context limit: the one place a too-large request is refused.
+fn check_context_budget(
+    request_tokens: u32,
+    tier: tandem_shared::Tier,
+    limits: TierLimits,
+) -> Result<(), AppError> {
+    if request_tokens > limits.max_context_tokens {
+        return Err(AppError::ContextTooLarge {
+            estimated_tokens: request_tokens,
+            limit: limits.max_context_tokens,
+            tier,
+        });
+    }
+    Ok(())
+}
+
+async fn handle_completions(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ValidJson(request): ValidJson<CompletionRequest>,
+) -> Result<Json<CompletionResponse>, AppError> {
+    let request_tokens = estimated_prompt_tokens(&request);
+    check_context_budget(
+        request_tokens,
+        caller.user.tier,
+        state.config.tier_limits(caller.user.tier),
+    )?;
+    let Some(provider) = state.providers.primary() else {
+        return Err(AppError::internal("no provider is configured"));
+    };
+    let started = Instant::now();
+    let completion = provider.complete(&request).await?;
+    let prompt_tokens = completion.prompt_tokens.unwrap_or(request_tokens);
+    let completion_tokens = completion
+        .completion_tokens
+        .unwrap_or_else(|| estimate(&completion.text));
+    let usage = Usage::new(prompt_tokens, completion_tokens);
+    tracing::info!(
+        user_id = %caller.user.id,
+        key_id = %caller.key_id,
+        provider = provider.name(),
+        model = %completion.model,
+        prompt_tokens = usage.prompt_tokens,
+        completion_tokens = usage.completion_tokens,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "completion served"
+    );
+    Ok(Json(CompletionResponse {
+        id: format!("cmpl-{}", uuid::Uuid::new_v4()),
+        choices: vec![Choice {
+            index: 0,
+            text: completion.text,
+            finish_reason: completion.finish_reason,
+        }],
+        provider: provider.name().to_owned(),
+        model: completion.model,
+        usage,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> CompletionRequest {
+        CompletionRequest {
+            language: "rust".into(),
+            path: "src/main.rs".into(),
+            prefix: "fn main() {".into(),
+            suffix: "}".into(),
+            max_tokens: None,
+            temperature: None,
+            stop: vec![],
+            context: Default::default(),
+        }
+    }
+
+    #[track_caller]
+    fn check_invalid(change: impl FnOnce(&mut CompletionRequest), expected_fragment: &str) {
+        let mut request = request();
+        change(&mut request);
+        let message = request.validate().expect_err("request should be invalid");
+        assert!(
+            message.contains(expected_fragment),
+            "`{message}` does not contain `{expected_fragment}`"
+        );
+    }
+
+    #[test]
+    fn a_plain_request_is_valid() {
+        request().validate().unwrap();
+        let mut edge = request();
+        edge.path = String::new();
+        edge.max_tokens = Some(4096);
+        edge.temperature = Some(0.0);
+        edge.stop = vec!["\n\n".into(); 4];
+        edge.validate().unwrap();
+        edge.max_tokens = Some(1);
+        edge.temperature = Some(2.0);
+        edge.path = "a/b..c/d.rs".into();
+        edge.validate().unwrap();
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        check_invalid(
+            |r| r.language = String::new(),
+            "`language` must not be empty",
+        );
+        check_invalid(|r| r.language = "  ".into(), "`language` must not be empty");
+        check_invalid(|r| r.language = "ru st".into(), "`language` must be an LSP");
+        check_invalid(|r| r.path = "/etc/passwd".into(), "must be relative");
+        check_invalid(|r| r.path = "\\\\server\\share".into(), "must be relative");
+        check_invalid(|r| r.path = "C:/x.rs".into(), "must be relative");
+        check_invalid(|r| r.path = "../x.rs".into(), "must not contain `..`");
+        check_invalid(|r| r.path = "a/../../x.rs".into(), "must not contain `..`");
+        check_invalid(|r| r.path = "a\\..\\x.rs".into(), "must not contain `..`");
+        check_invalid(|r| r.path = "a\0b".into(), "control characters");
+        check_invalid(
+            |r| r.max_tokens = Some(0),
+            "`max_tokens` must be between 1 and 4096",
+        );
+        check_invalid(|r| r.max_tokens = Some(4097), "`max_tokens`");
+        check_invalid(
+            |r| r.temperature = Some(-0.1),
+            "`temperature` must be between 0 and 2",
+        );
+        check_invalid(|r| r.temperature = Some(2.5), "`temperature`");
+        check_invalid(|r| r.temperature = Some(f32::NAN), "`temperature`");
+        check_invalid(|r| r.stop = vec!["a".into(); 5], "at most 4 sequences");
+        check_invalid(|r| r.stop = vec![String::new()], "must not be empty");
+        check_invalid(|r| r.stop = vec!["x".repeat(65)], "at most 64 characters");
+    }
+
+    fn snippet(path: &str, text: &str) -> Snippet {
+        Snippet {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn context_within_bounds_is_valid() {
+        let mut full = request();
+        full.context = CodeContext {
+            scopes: vec!["impl Parser".into(); 64],
+            imports: vec!["use std::io;".into(); 64],
+            definitions: vec![snippet("src/a.rs", "fn a() {}"); 64],
+            similar: vec![snippet("", "fn b() {}")],
+            recent_edits: vec![snippet("src/x..y.rs", "let x = 1;")],
+        };
+        full.validate().unwrap();
+    }
+
+    #[test]
+    fn each_invalid_context_field_is_named() {
+        check_invalid(
+            |r| r.context.scopes = vec!["fn a()".into(); 65],
+            "`context.scopes` may hold at most 64 entries, got 65",
+        );
+        check_invalid(
+            |r| r.context.imports = vec!["import os".into(); 65],
+            "`context.imports` may hold at most 64 entries, got 65",
+        );
+        check_invalid(
+            |r| r.context.definitions = vec![snippet("a.rs", "x"); 65],
+            "`context.definitions` may hold at most 64 snippets, got 65",
+        );
+        check_invalid(
+            |r| r.context.similar = vec![snippet("a.rs", "x"); 65],
+            "`context.similar` may hold at most 64 snippets, got 65",
+        );
+        check_invalid(
+            |r| r.context.recent_edits = vec![snippet("a.rs", "x"); 65],
+            "`context.recent_edits` may hold at most 64 snippets, got 65",
+        );
+        check_invalid(
+            |r| r.context.imports = vec!["ok".into(), "a\0b".into()],
+            "`context.imports[1]` must not contain NUL characters",
+        );
+        check_invalid(
+            |r| r.context.scopes = vec!["\0".into()],
+            "`context.scopes[0]` must not contain NUL",
+        );
+        check_invalid(
+            |r| r.context.definitions = vec![snippet("a.rs", "x\0")],
+            "`context.definitions[0].text` must not contain NUL characters",
+        );
+        check_invalid(
+            |r| r.context.similar = vec![snippet("a.rs", "x"), snippet("/etc/passwd", "root")],
+            "`context.similar[1].path` must be relative to the workspace root, got `/etc/passwd`",
+        );
+        check_invalid(
+            |r| r.context.recent_edits = vec![snippet("src/../../k.pem", "x")],
+            "`context.recent_edits[0].path` must not contain `..`",
+        );
+        check_invalid(
+            |r| r.context.definitions = vec![snippet("a\0.rs", "x")],
+            "`context.definitions[0].path` must not contain control characters",
+        );
+    }
+
+    #[test]
+    fn prompt_estimate_sums_every_part_with_the_shared_estimate() {
+        let mut request = request();
+        // `fn main() {` is 7 tokens (`fn`, ` `, `main`, `(`, `)`, ` `, `{`), `}` 1.
+        assert_eq!(estimated_prompt_tokens(&request), 8);
+        request.context = CodeContext {
+            scopes: vec!["impl A".into()],
+            imports: vec!["use b;".into()],
+            definitions: vec![snippet("a/very/long/path.rs", "x")],
+            similar: vec![snippet("s.rs", "y z")],
+            recent_edits: vec![snippet("r.rs", "w")],
+        };
+        let parts = ["impl A", "use b;", "x", "y z", "w"]
+            .iter()
+            .map(|text| estimate(text))
+            .sum::<u32>();
+        assert_eq!(estimated_prompt_tokens(&request), 8 + parts);
+    }
+
+    #[test]
+    fn context_budget_is_the_tiers() {
+        let limits = TierLimits {
+            max_context_tokens: 10,
+        };
+        check_context_budget(10, tandem_shared::Tier::Free, limits).unwrap();
+        let error = check_context_budget(11, tandem_shared::Tier::Free, limits).unwrap_err();
+        assert_eq!(
+            error.status_code(),
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            error.to_string(),
+            "the request's prefix, suffix and context come to about 11 tokens, over the \
+             limit of 10 for tier `free`; cut the context to fit"
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! `GET /health` (the process is up) and `GET /ready` (it can serve: the database answers).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::db;
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(handle_health))
+        .route("/ready", get(handle_ready))
+}
+
+async fn handle_health() -> Json<Value> {
+    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn handle_ready(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    db::ping(&state.db)
+        .await
+        .map_err(|error| AppError::NotReady {
+            public: "the database is not reachable".to_owned(),
+            cause: Box::new(error),
+        })?;
+    let primary = state.providers.primary();
+    let provider = primary.map(|provider| provider.name().to_owned());
+    let model = primary.map(|provider| provider.model().to_owned());
+    Ok(Json(json!({
+        "status": "ready",
+        "version": env!("CARGO_PKG_VERSION"),
+        "database": "ok",
+        "provider": provider,
+        "model": model,
+    })))
+}

@@ -1,0 +1,468 @@
+//! Model providers: the [`Provider`] trait, its errors, and the registry built from config.
+//!
+//! Each provider turns a validated [`CompletionRequest`] into text. Network providers share
+//! one `reqwest::Client` (connection reuse) and the error mapping in [`HttpTarget`]: clients
+//! learn which provider failed and how (status, timeout, unreachable); the vendor's own
+//! message goes to the log only, since vendors echo request details and masked keys in it.
+
+pub mod local;
+pub mod ollama;
+pub mod openai;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tandem_shared::{CompletionRequest, ErrorCode};
+
+use crate::config::{Config, ProviderConfig, ProviderKind};
+
+/// Generated-token budget when the request sets none.
+pub const DEFAULT_MAX_TOKENS: u32 = 128;
+/// Sampling temperature when the request sets none: low, since completions should be
+/// predictable.
+pub const DEFAULT_TEMPERATURE: f32 = 0.2;
+/// Time to establish a TCP (and TLS) connection to a provider.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest vendor error message written to the log.
+const MAX_VENDOR_MESSAGE_CHARS: usize = 500;
+
+/// What a provider produced for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderCompletion {
+    /// Text to insert at the cursor.
+    pub text: String,
+    /// Why generation stopped, when the provider says.
+    pub finish_reason: Option<String>,
+    /// Model that answered, as the provider reports it (or as configured).
+    pub model: String,
+    /// Prompt tokens, when the provider counts them.
+    pub prompt_tokens: Option<u32>,
+    /// Generated tokens, when the provider counts them.
+    pub completion_tokens: Option<u32>,
+}
+
+/// A model server completions can be asked of.
+pub trait Provider: Send + Sync {
+    /// The configured name, reported as `provider` in answers.
+    fn name(&self) -> &str;
+    /// The configured model.
+    fn model(&self) -> &str;
+    /// Completes the code at the cursor. `request` has already passed validation.
+    fn complete<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>>;
+}
+
+/// How a provider call failed. `Display` is the message clients see: it names the provider
+/// and the kind of failure, never the vendor's message, a key or a transport-level cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider answered with a non-2xx status other than 429 (HTTP 502).
+    #[error("provider `{provider}` returned HTTP {status}")]
+    Status {
+        provider: String,
+        status: u16,
+        message: String,
+    },
+    /// The provider answered 429 Too Many Requests (HTTP 503).
+    #[error("provider `{provider}` is rate limiting requests (HTTP 429)")]
+    RateLimited { provider: String, message: String },
+    /// No connection could be made, or it broke before an answer (HTTP 503).
+    #[error("provider `{provider}` is unreachable")]
+    Unreachable {
+        provider: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No complete answer within the provider's `timeout_ms` (HTTP 504).
+    #[error("provider `{provider}` did not answer within {timeout_ms} ms")]
+    Timeout { provider: String, timeout_ms: u64 },
+    /// A 2xx answer that is not the vendor's documented JSON (HTTP 502).
+    #[error("provider `{provider}` returned an unreadable response")]
+    InvalidResponse { provider: String, detail: String },
+}
+
+impl ProviderError {
+    /// The shared error code (and so the HTTP status) this failure is reported with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProviderError::Status { .. } | ProviderError::InvalidResponse { .. } => {
+                ErrorCode::ProviderError
+            }
+            ProviderError::RateLimited { .. } | ProviderError::Unreachable { .. } => {
+                ErrorCode::ProviderUnavailable
+            }
+            ProviderError::Timeout { .. } => ErrorCode::ProviderTimeout,
+        }
+    }
+
+    /// The message for the client.
+    pub fn public_message(&self) -> String {
+        self.to_string()
+    }
+
+    /// The message for the log: the public one plus the cause. Contains no key.
+    pub fn log_message(&self) -> String {
+        match self {
+            ProviderError::Unreachable { source, .. } => {
+                format!("{self}: {}", error_chain(source))
+            }
+            ProviderError::InvalidResponse { detail, .. } => format!("{self}: {detail}"),
+            ProviderError::Status { message, .. } | ProviderError::RateLimited { message, .. } => {
+                format!("{self}: {message}")
+            }
+            ProviderError::Timeout { .. } => self.to_string(),
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Why the provider registry could not be built at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    /// `api_key_env` names a variable that is not set (or is empty).
+    #[error(
+        "provider `{provider}`: environment variable `{variable}` (named by api_key_env) is not set"
+    )]
+    MissingKey { provider: String, variable: String },
+    /// The HTTP client could not be created (TLS setup).
+    #[error("cannot create the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A provider's API key. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProviderKey(String);
+
+impl ProviderKey {
+    pub fn new(key: impl Into<String>) -> ProviderKey {
+        ProviderKey(key.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ProviderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProviderKey([redacted])")
+    }
+}
+
+/// The providers built from config; requests go to the first.
+#[derive(Clone)]
+pub struct ProviderRegistry {
+    providers: Vec<Arc<dyn Provider>>,
+}
+
+impl std::fmt::Debug for ProviderRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.providers.iter().map(|provider| provider.name()))
+            .finish()
+    }
+}
+
+impl ProviderRegistry {
+    /// Builds every configured provider, reading keys through `env` (the process
+    /// environment in production). With none configured, the built-in `local` provider.
+    pub fn from_config(
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProviderRegistry, ProviderSetupError> {
+        if config.providers.is_empty() {
+            return Ok(ProviderRegistry {
+                providers: vec![Arc::new(local::LocalProvider::builtin())],
+            });
+        }
+        // One client for all providers: it pools connections per host.
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(ProviderSetupError::Client)?;
+        let providers = config
+            .providers
+            .iter()
+            .map(|provider_config| build_provider(provider_config, &client, env))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ProviderRegistry { providers })
+    }
+
+    /// A registry holding exactly these providers (tests, embedding).
+    pub fn from_providers(providers: Vec<Arc<dyn Provider>>) -> ProviderRegistry {
+        ProviderRegistry { providers }
+    }
+
+    /// The provider requests go to.
+    pub fn primary(&self) -> Option<&Arc<dyn Provider>> {
+        self.providers.first()
+    }
+}
+
+fn build_provider(
+    config: &ProviderConfig,
+    client: &reqwest::Client,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Provider>, ProviderSetupError> {
+    let api_key = match &config.api_key_env {
+        Some(variable) => match env(variable) {
+            Some(value) if !value.trim().is_empty() => Some(ProviderKey::new(value.trim())),
+            _ => {
+                return Err(ProviderSetupError::MissingKey {
+                    provider: config.name.clone(),
+                    variable: variable.clone(),
+                })
+            }
+        },
+        None => None,
+    };
+    let target = HttpTarget {
+        provider: config.name.clone(),
+        client: client.clone(),
+        api_key,
+        timeout: Duration::from_millis(config.timeout_ms()),
+    };
+    // Validation guarantees base_url and model for the network kinds.
+    let base_url = config.base_url.clone().unwrap_or_default();
+    let model = config.model.clone().unwrap_or_default();
+    Ok(match config.kind {
+        ProviderKind::Ollama => Arc::new(ollama::OllamaProvider::new(
+            target,
+            &base_url,
+            model,
+            config.fim_family(),
+        )),
+        ProviderKind::OpenAi => Arc::new(openai::OpenAiProvider::new(
+            target,
+            &base_url,
+            model,
+            config.endpoint(),
+            config.fim_family(),
+        )),
+        ProviderKind::Local => Arc::new(local::LocalProvider::new(
+            config.name.clone(),
+            config.model.clone(),
+        )),
+    })
+}
+
+/// The max_tokens a provider should use.
+pub(crate) fn max_tokens(request: &CompletionRequest) -> u32 {
+    request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)
+}
+
+/// The temperature a provider should use.
+pub(crate) fn temperature(request: &CompletionRequest) -> f32 {
+    request.temperature.unwrap_or(DEFAULT_TEMPERATURE)
+}
+
+/// Joins a configured base URL and an endpoint path with exactly one `/`.
+pub(crate) fn join_url(base_url: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base_url.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// One network provider's connection settings and the shared HTTP error mapping.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTarget {
+    provider: String,
+    client: reqwest::Client,
+    api_key: Option<ProviderKey>,
+    timeout: Duration,
+}
+
+impl HttpTarget {
+    /// POSTs `body` as JSON to `url` and decodes a 2xx answer as `T`. Non-2xx answers are
+    /// mapped to [`ProviderError`], with the vendor message taken from the body by
+    /// `vendor_message`.
+    pub(crate) async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &B,
+        vendor_message: fn(&[u8]) -> Option<String>,
+    ) -> Result<T, ProviderError> {
+        let mut builder = self.client.post(url).timeout(self.timeout).json(body);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        if !status.is_success() {
+            let message = vendor_message(&bytes)
+                .map(|message| self.sanitize(&message))
+                .filter(|message| !message.is_empty())
+                .unwrap_or_else(|| {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("no error message")
+                        .to_owned()
+                });
+            let provider = self.provider.clone();
+            return Err(if status.as_u16() == 429 {
+                ProviderError::RateLimited { provider, message }
+            } else {
+                ProviderError::Status {
+                    provider,
+                    status: status.as_u16(),
+                    message,
+                }
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|error| ProviderError::InvalidResponse {
+            provider: self.provider.clone(),
+            detail: format!("HTTP {status} body is not the expected JSON: {error}"),
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> ProviderError {
+        if error.is_timeout() {
+            ProviderError::Timeout {
+                provider: self.provider.clone(),
+                timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            }
+        } else if error.is_decode() || error.is_body() {
+            ProviderError::InvalidResponse {
+                provider: self.provider.clone(),
+                detail: format!("body could not be read: {}", error_chain(&error)),
+            }
+        } else {
+            ProviderError::Unreachable {
+                provider: self.provider.clone(),
+                source: error.without_url(),
+            }
+        }
+    }
+
+    /// Makes a vendor message safe to log: no key, no control characters, bounded length.
+    fn sanitize(&self, message: &str) -> String {
+        let mut message = message.to_owned();
+        if let Some(key) = &self.api_key {
+            message = message.replace(key.expose(), "[redacted]");
+        }
+        let mut clean: String = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_VENDOR_MESSAGE_CHARS)
+            .collect();
+        if message.chars().count() > MAX_VENDOR_MESSAGE_CHARS {
+            clean.push('…');
+        }
+        clean.trim().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(key: Option<&str>) -> HttpTarget {
+        HttpTarget {
+            provider: "p".to_owned(),
+            client: reqwest::Client::new(),
+            api_key: key.map(ProviderKey::new),
+            timeout: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn urls_join_with_one_slash() {
+        assert_eq!(
+            join_url("http://h:1/v1/", "/completions"),
+            "http://h:1/v1/completions"
+        );
+        assert_eq!(
+            join_url("http://h:1", "api/generate"),
+            "http://h:1/api/generate"
+        );
+    }
+
+    #[test]
+    fn vendor_messages_lose_keys_and_control_characters() {
+        let target = target(Some("sk-secret"));
+        assert_eq!(
+            target.sanitize("bad key sk-secret\nretry"),
+            "bad key [redacted] retry"
+        );
+        let long = "x".repeat(1000);
+        assert_eq!(target.sanitize(&long).chars().count(), 501);
+    }
+
+    #[test]
+    fn provider_key_debug_is_redacted() {
+        let debug = format!("{:?}", target(Some("sk-secret")));
+        assert!(!debug.contains("sk-secret"), "{debug}");
+    }
+
+    #[test]
+    fn missing_key_variable_stops_the_start() {
+        let config = Config::parse_str(
+            "[[providers]]\nname=\"openai\"\nkind=\"openai\"\nbase_url=\"http://x\"\nmodel=\"m\"\napi_key_env=\"NOPE\"",
+        )
+        .unwrap();
+        let error = ProviderRegistry::from_config(&config, &|_| None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "provider `openai`: environment variable `NOPE` (named by api_key_env) is not set"
+        );
+        let registry =
+            ProviderRegistry::from_config(&config, &|_| Some("sk-1".to_owned())).unwrap();
+        assert_eq!(registry.primary().unwrap().name(), "openai");
+    }
+
+    #[test]
+    fn no_provider_means_builtin_local() {
+        let registry = ProviderRegistry::from_config(&Config::default(), &|_| None).unwrap();
+        assert_eq!(registry.primary().unwrap().name(), "local");
+    }
+
+    #[test]
+    fn error_codes_follow_the_contract() {
+        let status = ProviderError::Status {
+            provider: "p".into(),
+            status: 404,
+            message: "model 'x' not found".into(),
+        };
+        assert_eq!(status.code(), ErrorCode::ProviderError);
+        // The vendor's text is for the operator's log, not for the client.
+        assert_eq!(status.public_message(), "provider `p` returned HTTP 404");
+        assert_eq!(
+            status.log_message(),
+            "provider `p` returned HTTP 404: model 'x' not found"
+        );
+        let limited = ProviderError::RateLimited {
+            provider: "p".into(),
+            message: "slow down".into(),
+        };
+        assert_eq!(limited.code(), ErrorCode::ProviderUnavailable);
+        let timeout = ProviderError::Timeout {
+            provider: "p".into(),
+            timeout_ms: 5,
+        };
+        assert_eq!(timeout.code(), ErrorCode::ProviderTimeout);
+    }
+}

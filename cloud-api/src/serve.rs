@@ -1,0 +1,185 @@
+//! `tandem-cloud serve`: open the database, build the state, bind, announce, serve until
+//! ctrl-c or SIGTERM.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use anyhow::Context;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::SqlitePool;
+use tandem_shared::Tier;
+
+use crate::config::Config;
+use crate::db::{self, api_keys, users};
+use crate::http::app;
+use crate::keys;
+use crate::state::AppState;
+
+/// The user created on first start with an empty database.
+pub const DEV_USER_EMAIL: &str = "dev@localhost";
+
+/// Everything `serve` needs, already resolved from flags, environment and file.
+#[derive(Debug)]
+pub struct ServeOptions {
+    pub config: Config,
+    pub bind: SocketAddr,
+    pub database: SqliteConnectOptions,
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    tracing::info!(database = %options.database.get_filename().display(), "opening database");
+    let pool = db::connect(options.database)
+        .await
+        .context("cannot open the database")?;
+    let applied = db::migrate(&pool)
+        .await
+        .context("cannot apply database migrations")?;
+    if applied > 0 {
+        tracing::info!(applied, "applied database migrations");
+    }
+    // Provider keys are read here, so a missing one stops the start before binding.
+    let state = AppState::new(options.config, pool.clone())?;
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.bind))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+
+    let shutdown = shutdown_signal()?;
+    let dev_key = create_dev_user_if_empty(&pool).await?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        if let Some(key) = dev_key {
+            write!(stdout, "{}", dev_settings(&editor_url(address), &key))?;
+        }
+        writeln!(stdout, "Listening on http://{address}")?;
+        stdout.flush()?;
+    }
+    tracing::info!(%address, provider = ?state.providers, "serving");
+
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed")?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On first start (no users at all) creates `dev@localhost` with an enterprise tier and a
+/// key, returned so it can be printed once.
+async fn create_dev_user_if_empty(pool: &SqlitePool) -> anyhow::Result<Option<String>> {
+    if users::count(pool).await? > 0 {
+        return Ok(None);
+    }
+    let user = users::create(pool, DEV_USER_EMAIL, Tier::Enterprise)
+        .await
+        .context("cannot create the development user")?;
+    let key = keys::generate();
+    api_keys::insert(pool, &user, "dev", &key)
+        .await
+        .context("cannot create the development key")?;
+    tracing::info!(email = DEV_USER_EMAIL, "created the development user");
+    Ok(Some(key.secret))
+}
+
+/// The URL editors should use: the bound address, with a wildcard IP replaced by loopback
+/// since nobody can connect to 0.0.0.0.
+fn editor_url(address: SocketAddr) -> String {
+    let ip = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, address.port()))
+}
+
+/// The first-start announcement: the key and how to configure each editor with it.
+pub fn dev_settings(server: &str, key: &str) -> String {
+    format!(
+        "Created development user {DEV_USER_EMAIL} (tier enterprise).\n\
+         API key (shown only once): {key}\n\
+         \n\
+         VS Code (settings.json):\n\
+         \x20 \"tandem.server\": \"{server}\",\n\
+         \x20 \"tandem.apiKey\": \"{key}\"\n\
+         \n\
+         Neovim:\n\
+         \x20 require(\"tandem\").setup{{ server = \"{server}\", api_key = \"{key}\" }}\n\
+         \n\
+         Helix and other editors (environment):\n\
+         \x20 TANDEM_SERVER={server} TANDEM_API_KEY={key}\n\
+         \n"
+    )
+}
+
+/// Registers for ctrl-c and SIGTERM now, and returns the future that completes on either.
+/// Registering before the Listening line matters: a supervisor (or test) may send SIGTERM
+/// as soon as it reads that line, and an unregistered signal would kill the process
+/// without a graceful shutdown.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for ctrl-c")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    })
+}
+
+/// See the unix version; elsewhere only ctrl-c exists.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutting down");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_addresses_become_loopback_for_editors() {
+        assert_eq!(
+            editor_url("0.0.0.0:8787".parse().unwrap()),
+            "http://127.0.0.1:8787"
+        );
+        assert_eq!(editor_url("[::]:1".parse().unwrap()), "http://[::1]:1");
+        assert_eq!(
+            editor_url("192.168.1.2:80".parse().unwrap()),
+            "http://192.168.1.2:80"
+        );
+    }
+
+    #[test]
+    fn dev_settings_name_every_editor() {
+        let text = dev_settings("http://127.0.0.1:1", "tdm_k");
+        assert_eq!(
+            text,
+            "Created development user dev@localhost (tier enterprise).\n\
+             API key (shown only once): tdm_k\n\
+             \n\
+             VS Code (settings.json):\n\
+             \x20 \"tandem.server\": \"http://127.0.0.1:1\",\n\
+             \x20 \"tandem.apiKey\": \"tdm_k\"\n\
+             \n\
+             Neovim:\n\
+             \x20 require(\"tandem\").setup{ server = \"http://127.0.0.1:1\", api_key = \"tdm_k\" }\n\
+             \n\
+             Helix and other editors (environment):\n\
+             \x20 TANDEM_SERVER=http://127.0.0.1:1 TANDEM_API_KEY=tdm_k\n\
+             \n"
+        );
+    }
+}

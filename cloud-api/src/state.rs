@@ -1,0 +1,72 @@
+//! The state every handler shares: configuration, database pool, providers, key cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use sqlx::SqlitePool;
+
+use crate::config::Config;
+use crate::extract::AuthUser;
+use crate::keys::KeyHash;
+use crate::providers::{ProviderRegistry, ProviderSetupError};
+
+/// Most keys remembered by the auth cache.
+const KEY_CACHE_CAPACITY: u64 = 10_000;
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The database pool.
+    pub db: SqlitePool,
+    /// The model providers; requests go to the first.
+    pub providers: Arc<ProviderRegistry>,
+    /// Successful key checks by key hash, for `auth.key_cache_ttl_secs`; `None` when 0.
+    pub(crate) key_cache: Option<Cache<KeyHash, AuthUser>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("providers", &self.providers)
+            .field("key_cache", &self.key_cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Builds the state, reading provider keys from the process environment.
+    pub fn new(config: Config, db: SqlitePool) -> Result<AppState, ProviderSetupError> {
+        AppState::with_env(config, db, &|name| std::env::var(name).ok())
+    }
+
+    /// Builds the state, reading provider keys through `env`.
+    pub fn with_env(
+        config: Config,
+        db: SqlitePool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AppState, ProviderSetupError> {
+        let providers = ProviderRegistry::from_config(&config, env)?;
+        Ok(AppState::with_providers(config, db, providers))
+    }
+
+    /// Builds the state around providers made elsewhere.
+    pub fn with_providers(config: Config, db: SqlitePool, providers: ProviderRegistry) -> AppState {
+        let ttl = config.auth.key_cache_ttl_secs;
+        let key_cache = (ttl > 0).then(|| {
+            Cache::builder()
+                .max_capacity(KEY_CACHE_CAPACITY)
+                .time_to_live(Duration::from_secs(ttl))
+                .build()
+        });
+        AppState {
+            config: Arc::new(config),
+            db,
+            providers: Arc::new(providers),
+            key_cache,
+        }
+    }
+}

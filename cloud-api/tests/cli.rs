@@ -1,0 +1,434 @@
+//! The real `tandem-cloud` binary against a temporary SQLite file: admin commands, their
+//! output formats and exit codes, and `serve` answering over a socket.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tandem-cloud");
+
+fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("tandem.sqlite").display())
+}
+
+/// A command with no inherited Tandem settings, pointed at the test database.
+fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_remove("TANDEM_CONFIG")
+        .env_remove("TANDEM_BIND")
+        .env("TANDEM_DATABASE_URL", database_url(dir))
+        .env("TANDEM_LOG", "warn");
+    command
+}
+
+#[track_caller]
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let output = command(dir).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[track_caller]
+fn run_failing(dir: &Path, args: &[&str]) -> Output {
+    let output = command(dir).args(args).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+    output
+}
+
+#[test]
+fn users_and_keys_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+
+    let created = run_ok(
+        dir,
+        &[
+            "users",
+            "create",
+            "--email",
+            "Ada@Example.com",
+            "--tier",
+            "pro",
+        ],
+    );
+    assert!(
+        created.starts_with("created user ada@example.com (tier pro, id "),
+        "{created}"
+    );
+
+    let output = run_ok(
+        dir,
+        &[
+            "keys",
+            "create",
+            "--email",
+            "ada@example.com",
+            "--name",
+            "laptop",
+        ],
+    );
+    let key = output.lines().last().unwrap();
+    assert!(key.starts_with("tdm_") && key.len() == 47, "{output}");
+    assert!(
+        output.contains("(\"laptop\") for ada@example.com"),
+        "{output}"
+    );
+    let key_id = output
+        .strip_prefix("created key ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    let listing = run_ok(dir, &["keys", "list", "--email", "ada@example.com"]);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    assert!(lines[0].starts_with("ID"), "{listing}");
+    assert!(lines[1].starts_with(&key_id), "{listing}");
+    assert!(lines[1].contains("laptop"), "{listing}");
+    assert!(lines[1].contains(&key[..10]), "{listing}");
+    assert!(lines[1].contains("never"), "{listing}");
+    assert!(lines[1].trim_end().ends_with("active"), "{listing}");
+    // The secret part never appears in a listing.
+    assert!(!listing.contains(&key[10..]), "{listing}");
+
+    assert_eq!(
+        run_ok(dir, &["keys", "revoke", &key_id]),
+        format!("revoked key {key_id}\n")
+    );
+    let listing = run_ok(dir, &["keys", "list", "--email", "ada@example.com"]);
+    assert!(listing.contains("revoked 20"), "{listing}");
+    assert_eq!(
+        run_ok(dir, &["keys", "revoke", &key_id]),
+        format!("key {key_id} was already revoked\n")
+    );
+}
+
+#[test]
+fn admin_errors_exit_1_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    run_ok(dir, &["users", "create", "--email", "a@example.com"]);
+
+    let output = run_failing(dir, &["users", "create", "--email", "a@example.com"]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: user `a@example.com` already exists"
+    );
+    assert!(output.stdout.is_empty());
+
+    let output = run_failing(
+        dir,
+        &[
+            "users",
+            "create",
+            "--email",
+            "b@example.com",
+            "--tier",
+            "gold",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: unknown tier `gold` (expected free, pro or enterprise)"
+    );
+
+    let output = run_failing(dir, &["keys", "create", "--email", "nobody@example.com"]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: no user with email `nobody@example.com`"
+    );
+    let output = run_failing(dir, &["keys", "list", "--email", "nobody@example.com"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no user with email"));
+    let output = run_failing(dir, &["keys", "revoke", "no-such-id"]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: no API key with id `no-such-id`"
+    );
+}
+
+#[test]
+fn migrate_dry_run_lists_then_migrate_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    assert_eq!(
+        run_ok(dir, &["migrate", "--dry-run"]),
+        "pending 0001 init\n"
+    );
+    // A dry run changes nothing.
+    assert_eq!(
+        run_ok(dir, &["migrate", "--dry-run"]),
+        "pending 0001 init\n"
+    );
+    assert_eq!(run_ok(dir, &["migrate"]), "applied 0001 init\n");
+    assert_eq!(
+        run_ok(dir, &["migrate", "--dry-run"]),
+        "no pending migrations\n"
+    );
+    assert_eq!(run_ok(dir, &["migrate"]), "database is up to date\n");
+}
+
+#[test]
+fn flag_beats_environment_for_the_database() {
+    let env_dir = tempfile::tempdir().unwrap();
+    let flag_dir = tempfile::tempdir().unwrap();
+    let output = command(env_dir.path())
+        .args(["migrate", "--database-url", &database_url(flag_dir.path())])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(flag_dir.path().join("tandem.sqlite").exists());
+    assert!(!env_dir.path().join("tandem.sqlite").exists());
+}
+
+#[test]
+fn missing_database_directory_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    let output = command(dir.path())
+        .env("TANDEM_DATABASE_URL", database_url(&nested))
+        .args(["migrate"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(nested.join("tandem.sqlite").exists());
+}
+
+#[test]
+fn environment_beats_config_file_for_the_database() {
+    let env_dir = tempfile::tempdir().unwrap();
+    let file_dir = tempfile::tempdir().unwrap();
+    let config = file_dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        format!("database_url = \"{}\"\n", database_url(file_dir.path())),
+    )
+    .unwrap();
+    let output = command(env_dir.path())
+        .args(["migrate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(env_dir.path().join("tandem.sqlite").exists());
+    assert!(!file_dir.path().join("tandem.sqlite").exists());
+
+    // Without the environment variable, the file's setting applies.
+    let output = command(env_dir.path())
+        .env_remove("TANDEM_DATABASE_URL")
+        .env("TANDEM_CONFIG", &config)
+        .args(["migrate"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(file_dir.path().join("tandem.sqlite").exists());
+}
+
+#[test]
+fn bad_config_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(&config, "[limits]\nmax_body = 1\n").unwrap();
+    let output = command(dir.path())
+        .args(["migrate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid config file"), "{stderr}");
+    assert!(stderr.contains("unknown field `max_body`"), "{stderr}");
+}
+
+#[test]
+fn missing_provider_key_variable_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tandem.toml");
+    std::fs::write(
+        &config,
+        "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9\"\nmodel = \"m\"\napi_key_env = \"TANDEM_CLI_TEST_UNSET_KEY\"\n",
+    )
+    .unwrap();
+    let output = command(dir.path())
+        .env_remove("TANDEM_CLI_TEST_UNSET_KEY")
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: provider `openai`: environment variable `TANDEM_CLI_TEST_UNSET_KEY` (named by api_key_env) is not set"
+    );
+}
+
+/// Kills the server even when an assertion fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads stdout lines on a thread, so the test can wait with a timeout.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+fn wait_for_listening(lines: &mpsc::Receiver<String>) -> (Vec<String>, String) {
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no Listening line; stdout so far: {seen:#?}"));
+        if let Some(address) = line.strip_prefix("Listening on http://") {
+            return (seen, address.to_owned());
+        }
+        seen.push(line);
+    }
+}
+
+/// A bare HTTP/1.1 GET, so the test needs no HTTP client.
+fn http_get(address: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = authorization
+        .map(|value| format!("Authorization: {value}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn serve_prints_the_dev_key_then_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = command(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = KillOnDrop(child);
+    let lines = stdout_lines(&mut server.0);
+    let (before, address) = wait_for_listening(&lines);
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert_ne!(address, "127.0.0.1:0");
+
+    let text = before.join("\n");
+    let key_line = before
+        .iter()
+        .find_map(|line| line.strip_prefix("API key (shown only once): "))
+        .unwrap_or_else(|| panic!("no key line in {text}"));
+    assert!(
+        key_line.starts_with("tdm_") && key_line.len() == 47,
+        "{text}"
+    );
+    let server_url = format!("http://{address}");
+    for expected in [
+        "Created development user dev@localhost (tier enterprise).".to_owned(),
+        format!("  \"tandem.server\": \"{server_url}\","),
+        format!("  \"tandem.apiKey\": \"{key_line}\""),
+        format!(
+            "  require(\"tandem\").setup{{ server = \"{server_url}\", api_key = \"{key_line}\" }}"
+        ),
+        format!("  TANDEM_SERVER={server_url} TANDEM_API_KEY={key_line}"),
+    ] {
+        assert!(
+            before.contains(&expected),
+            "missing `{expected}` in:\n{text}"
+        );
+    }
+
+    let (status, body) = http_get(&address, "/health", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+
+    let (status, body) = http_get(&address, "/v1/me", Some(&format!("Bearer {key_line}")));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"email\":\"dev@localhost\""), "{body}");
+    assert!(body.contains("\"tier\":\"enterprise\""), "{body}");
+    drop(server);
+
+    // A second start finds the user and prints only the Listening line.
+    let child = command(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = KillOnDrop(child);
+    let lines = stdout_lines(&mut server.0);
+    let (before, _address) = wait_for_listening(&lines);
+    assert!(before.is_empty(), "{before:#?}");
+}
+
+/// Regression: SIGTERM sent right after the Listening line used to kill the process with
+/// the default signal action, because the handler was only registered once the server
+/// future was first polled. Handlers are now registered before the line is printed.
+#[cfg(unix)]
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = command(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = KillOnDrop(child);
+    let lines = stdout_lines(&mut server.0);
+    wait_for_listening(&lines);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,260 @@
+//! Shared test support: an app over a real SQLite file, request helpers, and a loopback
+//! vendor fixture speaking the Ollama / OpenAI wire formats.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tandem_cloud::db::{self, api_keys, users};
+use tandem_cloud::{keys, AppState, Config};
+use tandem_shared::Tier;
+use tower::ServiceExt;
+
+/// The provider key the fixture config's `api_key_env` resolves to.
+pub const PROVIDER_KEY: &str = "sk-fixture-0123456789";
+/// The env var name tests pass to `api_key_env`.
+pub const PROVIDER_KEY_ENV: &str = "TANDEM_TEST_PROVIDER_KEY";
+
+/// An app over a fresh migrated database with one user and key.
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    /// A valid key of `user@example.com` (tier pro).
+    pub key: String,
+    pub key_id: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// `config` is TOML text, as in a `--config` file.
+    pub async fn new(config: &str) -> TestApp {
+        let config = Config::parse_str(config).expect("test config is valid");
+        let dir = tempfile::tempdir().unwrap();
+        let pool = db::connect(db::options_for_file(&dir.path().join("tandem.sqlite")))
+            .await
+            .unwrap();
+        db::migrate(&pool).await.unwrap();
+        let user = users::create(&pool, "user@example.com", Tier::Pro)
+            .await
+            .unwrap();
+        let key = keys::generate();
+        let stored = api_keys::insert(&pool, &user, "test", &key).await.unwrap();
+        let state = AppState::with_env(config, pool, &|name| {
+            (name == PROVIDER_KEY_ENV).then(|| PROVIDER_KEY.to_owned())
+        })
+        .expect("providers build");
+        TestApp {
+            router: tandem_cloud::app(state.clone()),
+            state,
+            key: key.secret,
+            key_id: stored.id,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request through the router, without a socket.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// POST /v1/completions with this app's key and a JSON body.
+    pub async fn complete(&self, body: Value) -> Reply {
+        self.send(
+            Request::post("/v1/completions")
+                .header("authorization", format!("Bearer {}", self.key))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    /// Asserts the status and the shared error shape with this code; returns the message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .map(|v| v.to_str().unwrap()),
+            Some("application/json"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.json["error"]["code"], code, "body: {}", self.text);
+        let object = self.json.as_object().unwrap();
+        assert_eq!(object.len(), 1, "only `error` at the top: {}", self.text);
+        self.json["error"]["message"]
+            .as_str()
+            .expect("message is a string")
+            .to_owned()
+    }
+}
+
+/// A small valid completion body.
+pub fn completion_body() -> Value {
+    json!({
+        "language": "rust",
+        "path": "src/lib.rs",
+        "prefix": "fn add(a: i32) -> i32 { a }\nfn ad",
+        "suffix": "\n",
+    })
+}
+
+/// What the fixture vendor received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Value,
+}
+
+/// What the fixture vendor answers.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    pub content_type: &'static str,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn json(status: u16, body: Value) -> Answer {
+        Answer {
+            status,
+            body: body.to_string(),
+            content_type: "application/json",
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn raw(status: u16, body: &str, content_type: &'static str) -> Answer {
+        Answer {
+            status,
+            body: body.to_owned(),
+            content_type,
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Answer {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A loopback HTTP server standing in for a model vendor: records every request and
+/// answers with a fixed [`Answer`].
+pub struct Vendor {
+    pub base_url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Vendor {
+    pub async fn start(answer: Answer) -> Vendor {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let recorded = received.clone();
+        let router = Router::new().fallback(move |request: Request<Body>| {
+            let recorded = recorded.clone();
+            let answer = answer.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect().await.unwrap().to_bytes();
+                let header = |name: &str| {
+                    parts
+                        .headers
+                        .get(name)
+                        .map(|value| value.to_str().unwrap().to_owned())
+                };
+                recorded.lock().unwrap().push(Received {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_owned(),
+                    authorization: header("authorization"),
+                    content_type: header("content-type"),
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                });
+                tokio::time::sleep(answer.delay).await;
+                axum::response::Response::builder()
+                    .status(answer.status)
+                    .header("content-type", answer.content_type)
+                    .body(Body::from(answer.body))
+                    .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Vendor {
+            base_url: format!("http://{address}"),
+            received,
+            task,
+        }
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The one request received; fails when there were none or several.
+    #[track_caller]
+    pub fn only_request(&self) -> Received {
+        let received = self.received();
+        assert_eq!(received.len(), 1, "{received:#?}");
+        received.into_iter().next().unwrap()
+    }
+}
+
+impl Drop for Vendor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A base URL on which nothing listens: the port was bound and released.
+pub async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{address}")
+}
+
+/// `[[providers]]` TOML for one provider.
+pub fn provider_toml(kind: &str, base_url: &str, extra: &str) -> String {
+    format!(
+        "[[providers]]\nname = \"{kind}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodel = \"test-model\"\n{extra}\n"
+    )
+}

@@ -1,0 +1,60 @@
+//! `tandem status`: which server and key would be used, and whether they work.
+//!
+//! Editor settings are not visible from a terminal, so this resolves environment and
+//! credentials file only. Exit code 0 when the key is accepted, 1 otherwise.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cloud::{CloudClient, CloudError, CloudTarget};
+use crate::credentials::{self, CredentialSources};
+
+pub(super) fn run() -> anyhow::Result<ExitCode> {
+    let path = credentials::credentials_path()?;
+    let file = match credentials::load(&path) {
+        Ok(stored) => stored.map(|stored| stored.to_partial()).unwrap_or_default(),
+        Err(error) => {
+            eprintln!("warning: {error}");
+            Default::default()
+        }
+    };
+    let resolved = credentials::resolve(&CredentialSources {
+        editor_settings: Default::default(),
+        environment: credentials::from_environment(),
+        file,
+    });
+    println!(
+        "Server:           {} (from {})",
+        resolved.server, resolved.server_source
+    );
+    println!("Credentials file: {}", path.display());
+    let Some(api_key) = resolved.api_key else {
+        println!("API key:          none (run `tandem login --api-key KEY`)");
+        return Ok(ExitCode::FAILURE);
+    };
+    println!(
+        "API key:          {api_key} (from {})",
+        resolved.api_key_source
+    );
+
+    let target = CloudTarget {
+        server: resolved.server.clone(),
+        api_key,
+        timeout: Duration::from_secs(10),
+    };
+    let client = CloudClient::new()?;
+    match super::block_on(client.me(&target))? {
+        Ok(me) => {
+            println!("Account:          {} ({} tier)", me.user.email, me.tier);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(CloudError::Unauthorized) => {
+            println!("Account:          key rejected by the server (run `tandem login`)");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(error) => {
+            println!("Account:          unknown ({error})");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

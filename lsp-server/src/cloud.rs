@@ -1,0 +1,363 @@
+//! The HTTP client for the Tandem cloud API, with back-off when it is down.
+//!
+//! One `reqwest::Client` is built at start-up and reused, so connections are pooled.
+//! After the server is unreachable or answers 5xx, completions are skipped without
+//! touching the network for an exponentially growing window (1 s doubling to 60 s):
+//! a down server must not add a connect timeout to every keystroke. Any success resets
+//! the window.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tandem_shared::{CompletionRequest, CompletionResponse, ErrorBody, ErrorCode, MeResponse};
+
+use crate::credentials::ApiKey;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Where and as whom to call, taken fresh from the settings for every request.
+#[derive(Debug, Clone)]
+pub struct CloudTarget {
+    pub server: String,
+    pub api_key: ApiKey,
+    pub timeout: Duration,
+}
+
+/// Why a call to the cloud API did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The server rejected the API key (401).
+    #[error("the server rejected the API key")]
+    Unauthorized,
+    /// No connection could be made, or it broke before an answer came.
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    /// No answer within the request timeout.
+    #[error("no answer from the server within {0:?}")]
+    Timeout(Duration),
+    /// The server answered with an error status.
+    #[error("the server answered {status}: {}", .body.error.message)]
+    Server { status: u16, body: ErrorBody },
+    /// The server answered 2xx with a body that is not the expected JSON.
+    #[error("unreadable answer from the server: {0}")]
+    BadResponse(String),
+    /// A recent failure put the client in back-off; the network was not used.
+    #[error("skipped: the server failed recently, retrying in {0:?}")]
+    BackingOff(Duration),
+}
+
+/// Exponential back-off state. Time is passed in so tests need no sleeping.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    consecutive_failures: u32,
+    until: Option<Instant>,
+}
+
+impl Backoff {
+    /// How long calls are still to be skipped at `now`, if at all.
+    pub fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|remaining| !remaining.is_zero())
+    }
+
+    /// Records a failure and returns the window it opens.
+    pub fn record_failure(&mut self, now: Instant) -> Duration {
+        let exponent = self.consecutive_failures.min(16);
+        let delay = BACKOFF_INITIAL
+            .saturating_mul(1u32 << exponent)
+            .min(BACKOFF_MAX);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.until = Some(now + delay);
+        delay
+    }
+
+    pub fn record_success(&mut self) {
+        self.consecutive_failures = 0;
+        self.until = None;
+    }
+}
+
+/// The cloud API client.
+#[derive(Debug)]
+pub struct CloudClient {
+    http: reqwest::Client,
+    backoff: Mutex<Backoff>,
+}
+
+impl CloudClient {
+    pub fn new() -> Result<CloudClient, CloudError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| CloudError::Unreachable {
+                server: String::new(),
+                reason: format!("cannot build an HTTP client: {error}"),
+            })?;
+        Ok(CloudClient {
+            http,
+            backoff: Mutex::new(Backoff::default()),
+        })
+    }
+
+    fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `POST {server}/v1/completions`, unless backing off.
+    pub async fn complete(
+        &self,
+        target: &CloudTarget,
+        request: &CompletionRequest,
+    ) -> Result<CompletionResponse, CloudError> {
+        // The guard is a temporary of this statement: the lock is gone before any await.
+        if let Some(remaining) = self.backoff().remaining(Instant::now()) {
+            return Err(CloudError::BackingOff(remaining));
+        }
+        let url = format!("{}/v1/completions", target.server);
+        let result = self.send(target, self.http.post(&url).json(request)).await;
+        match &result {
+            Ok(_) => self.backoff().record_success(),
+            Err(CloudError::Unreachable { .. }) => {
+                let delay = self.backoff().record_failure(Instant::now());
+                tracing::warn!(server = %target.server, ?delay, "cloud unreachable; backing off");
+            }
+            Err(CloudError::Server { status, .. }) if *status >= 500 => {
+                let delay = self.backoff().record_failure(Instant::now());
+                tracing::warn!(server = %target.server, status, ?delay, "cloud server error; backing off");
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// `GET {server}/v1/me`: who the key belongs to. Not subject to back-off.
+    pub async fn me(&self, target: &CloudTarget) -> Result<MeResponse, CloudError> {
+        let url = format!("{}/v1/me", target.server);
+        self.send(target, self.http.get(&url)).await
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        target: &CloudTarget,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CloudError> {
+        let classify = |error: reqwest::Error| {
+            if error.is_timeout() {
+                CloudError::Timeout(target.timeout)
+            } else if error.is_decode() || error.is_body() {
+                CloudError::BadResponse(error.without_url().to_string())
+            } else {
+                CloudError::Unreachable {
+                    server: target.server.clone(),
+                    reason: source_chain(&error.without_url()),
+                }
+            }
+        };
+        let response = request
+            .bearer_auth(target.api_key.expose())
+            .timeout(target.timeout)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(CloudError::Unauthorized);
+        }
+        let bytes = response.bytes().await.map_err(classify)?;
+        if !status.is_success() {
+            let body = serde_json::from_slice::<ErrorBody>(&bytes)
+                .unwrap_or_else(|_| unreadable_error_body(status.as_u16()));
+            return Err(CloudError::Server {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|error| CloudError::BadResponse(error.to_string()))
+    }
+}
+
+/// Stands in for the JSON error body when a proxy or a crashed server sent something else.
+fn unreadable_error_body(status: u16) -> ErrorBody {
+    let code = ErrorCode::ALL
+        .into_iter()
+        .find(|code| code.http_status() == status)
+        .unwrap_or(ErrorCode::Internal);
+    ErrorBody::new(code, format!("HTTP {status} without a Tandem error body"))
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_a_minute() {
+        let mut backoff = Backoff::default();
+        let start = Instant::now();
+        assert_eq!(backoff.remaining(start), None);
+        let delays: Vec<u64> = (0..9)
+            .map(|_| backoff.record_failure(start).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff.remaining(start), Some(Duration::from_secs(60)));
+        assert_eq!(backoff.remaining(start + Duration::from_secs(61)), None);
+        backoff.record_success();
+        assert_eq!(backoff.remaining(start), None);
+        assert_eq!(
+            backoff.record_failure(start),
+            Duration::from_secs(1),
+            "reset on success"
+        );
+    }
+
+    #[test]
+    fn backoff_survives_many_failures() {
+        let mut backoff = Backoff::default();
+        for _ in 0..1000 {
+            backoff.record_failure(Instant::now());
+        }
+        assert_eq!(backoff.record_failure(Instant::now()), BACKOFF_MAX);
+    }
+
+    /// A one-shot HTTP server answering every request with `status` and `body`,
+    /// counting the requests it sees.
+    async fn fixed_server(status: u16, body: &'static str) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buffer = vec![0u8; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        (format!("http://{address}"), hits)
+    }
+
+    fn target(server: String) -> CloudTarget {
+        CloudTarget {
+            server,
+            api_key: ApiKey::new("tdm_test_key_123456").unwrap(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn request() -> CompletionRequest {
+        CompletionRequest {
+            language: "rust".into(),
+            path: "a.rs".into(),
+            prefix: "fn".into(),
+            suffix: String::new(),
+            max_tokens: None,
+            temperature: None,
+            stop: vec![],
+            context: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn server_errors_open_a_backoff_window_that_skips_the_network() {
+        let (server, hits) = fixed_server(
+            503,
+            r#"{"error":{"code":"provider_unavailable","message":"down"}}"#,
+        )
+        .await;
+        let client = CloudClient::new().unwrap();
+        let target = target(server);
+        match client.complete(&target, &request()).await {
+            Err(CloudError::Server { status: 503, body }) => {
+                assert_eq!(body.code(), Some(ErrorCode::ProviderUnavailable));
+            }
+            other => panic!("expected a 503, got {other:?}"),
+        }
+        assert!(matches!(
+            client.complete(&target, &request()).await,
+            Err(CloudError::BackingOff(_))
+        ));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the second call never reached the network"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_backs_off() {
+        // Bind and drop a listener to get a port nobody listens on.
+        let address = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = CloudClient::new().unwrap();
+        let target = target(format!("http://{address}"));
+        assert!(matches!(
+            client.complete(&target, &request()).await,
+            Err(CloudError::Unreachable { .. })
+        ));
+        assert!(matches!(
+            client.complete(&target, &request()).await,
+            Err(CloudError::BackingOff(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_its_own_error_and_does_not_back_off() {
+        let (server, hits) = fixed_server(
+            401,
+            r#"{"error":{"code":"unauthorized","message":"bad key"}}"#,
+        )
+        .await;
+        let client = CloudClient::new().unwrap();
+        let target = target(server);
+        for _ in 0..2 {
+            assert!(matches!(
+                client.complete(&target, &request()).await,
+                Err(CloudError::Unauthorized)
+            ));
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn garbage_bodies_are_typed_errors() {
+        let (server, _) = fixed_server(200, "not json").await;
+        let client = CloudClient::new().unwrap();
+        assert!(matches!(
+            client.complete(&target(server), &request()).await,
+            Err(CloudError::BadResponse(_))
+        ));
+        let (server, _) = fixed_server(502, "<html>bad gateway</html>").await;
+        match client.me(&target(server)).await {
+            Err(CloudError::Server { status: 502, body }) => {
+                assert_eq!(body.code(), Some(ErrorCode::ProviderError));
+            }
+            other => panic!("expected a 502, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Conversions from LSP types to the server's own.
+
+use std::path::PathBuf;
+
+use tower_lsp::lsp_types::{
+    ClientCapabilities, InitializeParams, Position, PositionEncodingKind,
+    TextDocumentContentChangeEvent, Url,
+};
+
+use crate::context;
+use crate::document::{ContentChange, LspPosition, PositionEncoding};
+
+pub(crate) fn position(position: Position) -> LspPosition {
+    LspPosition::new(position.line, position.character)
+}
+
+pub(crate) fn inline_position(position: tandem_shared::inline_completion::Position) -> LspPosition {
+    LspPosition::new(position.line, position.character)
+}
+
+pub(crate) fn content_change(change: TextDocumentContentChangeEvent) -> ContentChange {
+    ContentChange {
+        range: change
+            .range
+            .map(|range| (self::position(range.start), self::position(range.end))),
+        text: change.text,
+    }
+}
+
+/// UTF-8 when the client offers it (no transcoding needed), else the mandatory UTF-16.
+pub(crate) fn position_encoding(capabilities: &ClientCapabilities) -> PositionEncoding {
+    let offers_utf8 = capabilities
+        .general
+        .as_ref()
+        .and_then(|general| general.position_encodings.as_ref())
+        .is_some_and(|encodings| encodings.contains(&PositionEncodingKind::UTF8));
+    if offers_utf8 {
+        PositionEncoding::Utf8
+    } else {
+        PositionEncoding::Utf16
+    }
+}
+
+/// Workspace roots as file paths: the workspace folders, else the deprecated `rootUri`.
+pub(crate) fn workspace_roots(params: &InitializeParams) -> Vec<PathBuf> {
+    let folders: Vec<PathBuf> = params
+        .workspace_folders
+        .iter()
+        .flatten()
+        .filter_map(|folder| folder.uri.to_file_path().ok())
+        .collect();
+    if !folders.is_empty() {
+        return folders;
+    }
+    #[allow(deprecated)]
+    // `rootUri` is deprecated in favour of folders, but clients still send only it.
+    params
+        .root_uri
+        .iter()
+        .filter_map(|uri| uri.to_file_path().ok())
+        .collect()
+}
+
+/// The `path` of a completion request: workspace-relative for files, the last path
+/// segment for anything else (`untitled:Untitled-1`).
+pub(crate) fn document_path(uri: &str, roots: &[PathBuf]) -> String {
+    match Url::parse(uri) {
+        Ok(url) => match url.to_file_path() {
+            Ok(path) => context::workspace_relative_path(&path, roots),
+            Err(()) => {
+                let last = url.path().rsplit('/').next().unwrap_or_default();
+                context::file_name_or_untitled(std::path::Path::new(last))
+            }
+        },
+        Err(_) => "untitled".to_owned(),
+    }
+}
+
+/// The file-system path of a `file:` URI; `None` for unsaved buffers and other schemes.
+pub(crate) fn file_path(uri: &str) -> Option<PathBuf> {
+    Url::parse(uri).ok()?.to_file_path().ok()
+}
+
+/// The store key for a URI string: the same normalisation `lsp_types::Url` applies to
+/// the standard methods, so the custom method finds the same document.
+pub(crate) fn document_key(uri: &str) -> String {
+    Url::parse(uri).map_or_else(|_| uri.to_owned(), String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_of_documents() {
+        let roots = vec![PathBuf::from("/ws")];
+        assert_eq!(
+            document_path("file:///ws/src/a%20b.rs", &roots),
+            "src/a b.rs"
+        );
+        assert_eq!(document_path("file:///other/x.py", &roots), "x.py");
+        assert_eq!(document_path("untitled:Untitled-1", &roots), "Untitled-1");
+        assert_eq!(document_path("not a uri", &roots), "untitled");
+    }
+
+    #[test]
+    fn document_keys_match_url_normalisation() {
+        assert_eq!(document_key("FILE:///a.rs"), "file:///a.rs");
+        assert_eq!(
+            document_key("file:///a.rs"),
+            Url::parse("file:///a.rs").unwrap().to_string()
+        );
+    }
+}

@@ -1,0 +1,374 @@
+//! The LSP edge: the only module that knows `lsp_types` and tower-lsp.
+//!
+//! [`TandemServer`] holds the state; each LSP method is one function in
+//! [`handlers`]; [`service`] wraps the generated `LspService` for what tower-lsp 0.20
+//! cannot express (a raw `inlineCompletionProvider` capability, the exit code).
+//!
+//! Ordering: tower-lsp polls up to four handler futures at once, but it polls each for
+//! the first time in the order the messages arrived. `didOpen`/`didChange`/`didClose`
+//! do all their work synchronously in that first poll, and requests take their
+//! document snapshot in theirs, so a request always sees every edit sent before it.
+
+mod capabilities;
+mod error;
+mod from_proto;
+mod handlers;
+mod service;
+mod to_proto;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use futures::FutureExt;
+use tower_lsp::jsonrpc;
+use tower_lsp::lsp_types::{
+    CompletionParams, CompletionResponse, DidChangeConfigurationParams,
+    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
+    InitializeParams, InitializeResult, InitializedParams, MessageType,
+};
+use tower_lsp::{Client, LanguageServer, LspService};
+
+use crate::cloud::{CloudClient, CloudError, CloudTarget};
+use crate::credentials::{
+    self, CredentialSources, Credentials, CredentialsFileCache, PartialCredentials,
+};
+use crate::document::{DocumentStore, PositionEncoding};
+use crate::engine::CompletionEngine;
+use crate::privacy::ExclusionRules;
+use crate::settings::{Limits, SettingsLayer};
+
+pub(crate) use service::run_stdio;
+
+/// Everything fixed at `initialize` or changed by `didChangeConfiguration`.
+#[derive(Debug, Default)]
+struct Config {
+    encoding: PositionEncoding,
+    roots: Vec<PathBuf>,
+    initialization: SettingsLayer,
+    configuration: SettingsLayer,
+    environment: PartialCredentials,
+}
+
+/// A copy of the configuration one request needs, taken without awaiting.
+#[derive(Debug, Clone)]
+struct RequestConfig {
+    encoding: PositionEncoding,
+    roots: Vec<PathBuf>,
+    limits: Limits,
+    credentials: Credentials,
+}
+
+/// Where the server's environment-derived inputs come from, so tests can pin them.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `TANDEM_SERVER` / `TANDEM_API_KEY`.
+    pub credentials: PartialCredentials,
+    /// Path of the credentials file, if there is a config directory.
+    pub credentials_file: Option<PathBuf>,
+}
+
+impl Environment {
+    /// Reads the real process environment.
+    pub fn from_process() -> Self {
+        let credentials_file = match credentials::credentials_path() {
+            Ok(path) => Some(path),
+            Err(error) => {
+                tracing::warn!(%error, "no credentials file location");
+                None
+            }
+        };
+        Environment {
+            credentials: credentials::from_environment(),
+            credentials_file,
+        }
+    }
+}
+
+/// The language server's state, shared by all handlers.
+pub struct TandemServer {
+    client: Client,
+    documents: DocumentStore,
+    /// Shared with upstream calls, which outlive a superseded request while another
+    /// identical request still awaits them.
+    cloud: Arc<CloudClient>,
+    /// Debounce, superseding, deduplication, cache and typing-through.
+    engine: CompletionEngine<CloudError>,
+    config: RwLock<Config>,
+    credentials_file: Mutex<CredentialsFileCache>,
+    /// The credentials the last request used; a change re-arms the auth notice.
+    last_credentials: Mutex<Option<Credentials>>,
+    /// Set once the user was told about a missing or rejected key.
+    auth_notice_shown: AtomicBool,
+    /// `.tandemignore` plus the built-in exclusions, per workspace root, loaded on first
+    /// use and re-read when the file changes.
+    exclusions: RwLock<Vec<(Option<PathBuf>, ExclusionRules)>>,
+}
+
+impl TandemServer {
+    /// Whether the document at `uri` must never leave the machine (`docs/PRIVACY.md`).
+    /// Costs one `stat` of `.tandemignore` per call; no lock is held afterwards.
+    fn is_excluded(&self, uri: &str, roots: &[PathBuf]) -> bool {
+        let Some(path) = from_proto::file_path(uri) else {
+            return false;
+        };
+        let root = roots
+            .iter()
+            .find(|root| path.starts_with(root))
+            .or(roots.first())
+            .cloned();
+        {
+            let exclusions = self
+                .exclusions
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, rules)) = exclusions.iter().find(|(r, _)| *r == root) {
+                if !rules.is_stale() {
+                    return rules.is_excluded(&path);
+                }
+            }
+        }
+        let mut exclusions = self
+            .exclusions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match exclusions.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, rules)) => {
+                rules.refresh_if_changed();
+                rules.is_excluded(&path)
+            }
+            None => {
+                let rules = ExclusionRules::load(root.as_deref());
+                let excluded = rules.is_excluded(&path);
+                exclusions.push((root, rules));
+                excluded
+            }
+        }
+    }
+
+    fn new(client: Client, environment: Environment, cloud: CloudClient) -> Self {
+        TandemServer {
+            client,
+            documents: DocumentStore::new(),
+            cloud: Arc::new(cloud),
+            engine: CompletionEngine::new(),
+            config: RwLock::new(Config {
+                environment: environment.credentials,
+                ..Config::default()
+            }),
+            credentials_file: Mutex::new(CredentialsFileCache::new(environment.credentials_file)),
+            last_credentials: Mutex::new(None),
+            auth_notice_shown: AtomicBool::new(false),
+            exclusions: RwLock::new(Vec::new()),
+        }
+    }
+
+    fn encoding(&self) -> PositionEncoding {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .encoding
+    }
+
+    /// Snapshot of everything a request needs; synchronous, locks released on return.
+    fn request_config(&self) -> RequestConfig {
+        let file = self
+            .credentials_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current();
+        let config = self.config.read().unwrap_or_else(PoisonError::into_inner);
+        let settings = config.configuration.or(&config.initialization);
+        let credentials = credentials::resolve(&CredentialSources {
+            editor_settings: settings.credentials(),
+            environment: config.environment.clone(),
+            file,
+        });
+        let mut last = self
+            .last_credentials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.as_ref() != Some(&credentials) {
+            if last.is_some() {
+                tracing::info!(
+                    server = %credentials.server,
+                    key_source = %credentials.api_key_source,
+                    "credentials changed"
+                );
+            }
+            self.auth_notice_shown.store(false, Ordering::SeqCst);
+            *last = Some(credentials.clone());
+        }
+        RequestConfig {
+            encoding: config.encoding,
+            roots: config.roots.clone(),
+            limits: Limits::from_layer(&settings),
+            credentials,
+        }
+    }
+
+    fn target(config: &RequestConfig) -> Option<CloudTarget> {
+        Some(CloudTarget {
+            server: config.credentials.server.clone(),
+            api_key: config.credentials.api_key.clone()?,
+            timeout: config.limits.request_timeout,
+        })
+    }
+
+    /// Tells the user, once until credentials or settings change, that completions
+    /// need a (valid) API key. Never includes the key.
+    async fn notify_auth_problem(&self, message: String) {
+        if !self.auth_notice_shown.swap(true, Ordering::SeqCst) {
+            self.client
+                .show_message(MessageType::WARNING, message)
+                .await;
+        }
+    }
+}
+
+/// Awaits a request handler; a panic becomes an `InternalError` response and a log line
+/// instead of taking the whole server down (tower-lsp would let it unwind through the
+/// transport).
+async fn catch_request_panic<T>(
+    method: &'static str,
+    handler: impl Future<Output = jsonrpc::Result<T>>,
+) -> jsonrpc::Result<T> {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            tracing::error!(
+                method,
+                panic = panic_message(payload.as_ref()),
+                "request handler panicked"
+            );
+            let mut error = jsonrpc::Error::internal_error();
+            error.message = format!("internal error in {method}; see the server log").into();
+            Err(error)
+        }
+    }
+}
+
+/// Runs a notification handler synchronously, logging a panic instead of unwinding.
+fn catch_notification_panic(method: &'static str, handler: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(handler)) {
+        tracing::error!(
+            method,
+            panic = panic_message(payload.as_ref()),
+            "notification handler panicked"
+        );
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+#[tower_lsp::async_trait]
+impl LanguageServer for TandemServer {
+    async fn initialize(&self, params: InitializeParams) -> jsonrpc::Result<InitializeResult> {
+        catch_request_panic("initialize", async {
+            Ok(handlers::initialize::handle_initialize(self, params))
+        })
+        .await
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        let config = self.request_config();
+        tracing::info!(
+            server = %config.credentials.server,
+            key_source = %config.credentials.api_key_source,
+            has_key = config.credentials.api_key.is_some(),
+            encoding = ?config.encoding,
+            "tandem language server ready"
+        );
+    }
+
+    async fn shutdown(&self) -> jsonrpc::Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        // Synchronous on purpose: see the module documentation on ordering.
+        catch_notification_panic("textDocument/didOpen", || {
+            handlers::did_open::handle_did_open(self, params)
+        });
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        catch_notification_panic("textDocument/didChange", || {
+            handlers::did_change::handle_did_change(self, params)
+        });
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        catch_notification_panic("textDocument/didClose", || {
+            handlers::did_close::handle_did_close(self, params)
+        });
+    }
+
+    async fn did_change_configuration(&self, params: DidChangeConfigurationParams) {
+        catch_notification_panic("workspace/didChangeConfiguration", || {
+            handlers::did_change_configuration::handle_did_change_configuration(self, params)
+        });
+    }
+
+    async fn completion(
+        &self,
+        params: CompletionParams,
+    ) -> jsonrpc::Result<Option<CompletionResponse>> {
+        catch_request_panic(
+            "textDocument/completion",
+            handlers::completion::handle_completion(self, params),
+        )
+        .await
+    }
+}
+
+impl TandemServer {
+    /// Handler of the custom `textDocument/inlineCompletion` method (LSP 3.18, which
+    /// tower-lsp's lsp-types predates).
+    async fn inline_completion(
+        &self,
+        params: tandem_shared::inline_completion::InlineCompletionParams,
+    ) -> jsonrpc::Result<tandem_shared::inline_completion::InlineCompletionList> {
+        catch_request_panic(
+            "textDocument/inlineCompletion",
+            handlers::inline_completion::handle_inline_completion(self, params),
+        )
+        .await
+    }
+
+    /// A request that always panics, to test that panics become `InternalError`.
+    #[cfg(test)]
+    async fn test_panic(&self, _: serde_json::Value) -> jsonrpc::Result<serde_json::Value> {
+        catch_request_panic("tandem/testPanic", async {
+            panic!("deliberate test panic")
+        })
+        .await
+    }
+}
+
+/// Builds the service with the custom methods registered.
+pub fn build_service(
+    environment: Environment,
+) -> Result<(LspService<TandemServer>, tower_lsp::ClientSocket), crate::cloud::CloudError> {
+    // Built before `LspService::build`, whose constructor cannot fail.
+    let cloud = CloudClient::new()?;
+    let builder = LspService::build(move |client| TandemServer::new(client, environment, cloud))
+        .custom_method(
+            "textDocument/inlineCompletion",
+            TandemServer::inline_completion,
+        );
+    #[cfg(test)]
+    let builder = builder.custom_method("tandem/testPanic", TandemServer::test_panic);
+    Ok(builder.finish())
+}

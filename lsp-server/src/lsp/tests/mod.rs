@@ -1,0 +1,7 @@
+//! In-process tests of the language server over real LSP framing.
+
+mod fixture;
+mod harness;
+mod ordering;
+mod requests;
+mod speed;

@@ -1,0 +1,158 @@
+//! Request and response bodies of the cloud API's `/v1` endpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tier::Tier;
+
+/// Body of `POST /v1/completions`: the code around the cursor, already cut to budget
+/// and cleaned by the language server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    /// LSP language id of the document (`rust`, `python`, `typescriptreact`, ...).
+    pub language: String,
+    /// Path of the document relative to the workspace root, `/`-separated.
+    pub path: String,
+    /// Text before the cursor.
+    pub prefix: String,
+    /// Text after the cursor.
+    pub suffix: String,
+    /// Upper bound on generated tokens; the server applies its default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature; the server applies its default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Extra stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Code from elsewhere that helps the model, as structured parts so the cloud can
+    /// render each provider's own fill-in-the-middle template.
+    #[serde(default, skip_serializing_if = "CodeContext::is_empty")]
+    pub context: CodeContext,
+}
+
+/// Context beyond the text around the cursor, already redacted and cut to budget by the
+/// language server, each list in priority order (most useful first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeContext {
+    /// Signatures of the scopes enclosing the cursor, outermost first
+    /// (`impl Parser`, `fn parse(&mut self) -> Result<Tree>`), kept even when their
+    /// bodies do not fit in the prefix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// The document's import statements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
+    /// Definitions, from other open documents, of identifiers used near the cursor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub definitions: Vec<Snippet>,
+    /// Code from other open documents most similar to the code around the cursor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub similar: Vec<Snippet>,
+    /// Regions the user edited recently, in this or other documents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_edits: Vec<Snippet>,
+}
+
+impl CodeContext {
+    pub fn is_empty(&self) -> bool {
+        self.scopes.is_empty()
+            && self.imports.is_empty()
+            && self.definitions.is_empty()
+            && self.similar.is_empty()
+            && self.recent_edits.is_empty()
+    }
+}
+
+/// A piece of code from a document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snippet {
+    /// Workspace-relative, `/`-separated path of the document it comes from.
+    pub path: String,
+    pub text: String,
+}
+
+/// Answer of `POST /v1/completions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionResponse {
+    /// Unique id of this completion (`cmpl-…`), for logs and feedback.
+    pub id: String,
+    pub choices: Vec<Choice>,
+    /// Name of the provider that answered (`local`, or a `[[providers]]` name).
+    pub provider: String,
+    /// Model that produced the text.
+    pub model: String,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub index: u32,
+    /// Text to insert at the cursor.
+    pub text: String,
+    /// Why generation stopped (`stop`, `length`), when the provider says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+}
+
+/// Token counts, as reported by the provider or estimated where it gives none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+        }
+    }
+}
+
+/// Answer of `GET /v1/me`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeResponse {
+    pub user: UserInfo,
+    pub tier: Tier,
+    /// Most context, in estimated tokens ([`crate::tokens::estimate`]), a completion
+    /// request may carry for this user's tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_context_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub email: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_completion_request_parses() {
+        let request: CompletionRequest = serde_json::from_str(
+            r#"{"language":"rust","path":"src/main.rs","prefix":"fn main() {","suffix":"}"}"#,
+        )
+        .unwrap();
+        assert_eq!(request.language, "rust");
+        assert_eq!(request.max_tokens, None);
+        assert!(request.stop.is_empty());
+        // Optional fields are left out on the wire when unset.
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"language":"rust","path":"src/main.rs","prefix":"fn main() {","suffix":"}"}"#
+        );
+    }
+
+    #[test]
+    fn usage_total_saturates() {
+        assert_eq!(Usage::new(u32::MAX, 1).total_tokens, u32::MAX);
+        assert_eq!(Usage::new(3, 4).total_tokens, 7);
+    }
+}

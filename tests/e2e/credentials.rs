@@ -1,0 +1,229 @@
+//! Where the language server gets its server and key, and how much context it sends.
+
+use std::process::Output;
+
+use serde_json::{json, Value};
+use tandem_e2e::{
+    binaries, CloudOptions, CloudServer, LspClient, LspOptions, ProviderConfig, ProviderFixture,
+};
+
+use crate::support::{inline_items, Editor, Stack, MODEL};
+
+const SOURCE: &str = "fn main() {\n    let answer = \n}\n";
+const REPLY: &str = "6 * 7;";
+
+async fn tandem_cli(config_directory: &std::path::Path, args: &[&str]) -> Output {
+    let binary = binaries::tandem().expect("tandem binary");
+    tokio::process::Command::new(binary)
+        .args(args)
+        .env_remove("TANDEM_SERVER")
+        .env_remove("TANDEM_API_KEY")
+        .env("TANDEM_CONFIG_DIR", config_directory)
+        .env("HOME", config_directory)
+        .env("XDG_CONFIG_HOME", config_directory)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run tandem")
+}
+
+async fn provider_and_cloud() -> (ProviderFixture, CloudServer) {
+    let provider = ProviderFixture::start().await.expect("provider fixture");
+    provider.reply_with_text(REPLY);
+    let cloud = CloudServer::start(CloudOptions::with_provider(ProviderConfig::ollama(
+        &provider, MODEL,
+    )))
+    .await
+    .expect("tandem-cloud");
+    (provider, cloud)
+}
+
+/// Opens a document and checks a completion comes back with the fixture's text.
+async fn assert_completes(lsp: &LspClient, context: &str) {
+    let editor = Editor::open(lsp, "src/main.rs", "rust", SOURCE).await;
+    let cursor = editor.position_after("let answer = ");
+    let result = lsp
+        .inline_completion(&editor.uri, cursor)
+        .await
+        .unwrap_or_else(|error| panic!("{context}: {error}\n{}", lsp.stderr()));
+    let items = inline_items(&result);
+    assert_eq!(items.len(), 1, "{context}: {result}\n{}", lsp.stderr());
+    assert_eq!(items[0]["insertText"], REPLY, "{context}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_writes_private_credentials_that_the_server_uses() {
+    let (_provider, cloud) = provider_and_cloud().await;
+    let config_directory = tempfile::tempdir().expect("tempdir");
+    let credentials_path = config_directory.path().join("credentials.json");
+
+    // A key the cloud rejects is not saved.
+    let unknown_key = format!("tdm_{}", "C".repeat(43));
+    let output = tandem_cli(
+        config_directory.path(),
+        &["login", "--api-key", &unknown_key, "--server", cloud.url()],
+    )
+    .await;
+    assert!(
+        !output.status.success(),
+        "login with an unknown key succeeded"
+    );
+    assert!(!credentials_path.exists(), "a rejected key was saved");
+
+    let output = tandem_cli(
+        config_directory.path(),
+        &[
+            "login",
+            "--api-key",
+            cloud.api_key(),
+            "--server",
+            cloud.url(),
+        ],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "login failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(&credentials_path).expect("credentials.json written"),
+    )
+    .expect("credentials.json is JSON");
+    assert_eq!(saved["server"], cloud.url());
+    assert_eq!(saved["api_key"], cloud.api_key());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&credentials_path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "credentials must be private");
+    }
+    let status = tandem_cli(config_directory.path(), &["status"]).await;
+    assert!(
+        status.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        !status_text.contains(cloud.api_key()),
+        "`tandem status` must not print the whole key: {status_text}"
+    );
+
+    // No initializationOptions, no environment: the saved credentials are used.
+    let lsp = LspClient::spawn(LspOptions {
+        config_directory: Some(config_directory.path().to_path_buf()),
+        ..LspOptions::default()
+    })
+    .await
+    .expect("spawn");
+    lsp.initialize(json!({}), false).await.expect("initialize");
+    assert_completes(&lsp, "credentials file").await;
+    lsp.shutdown_and_exit().await.expect("clean shutdown");
+
+    let output = tandem_cli(config_directory.path(), &["logout"]).await;
+    assert!(output.status.success());
+    assert!(
+        !credentials_path.exists(),
+        "logout leaves the credentials file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_credentials_work_and_initialization_options_win() {
+    let (_provider, cloud) = provider_and_cloud().await;
+
+    let lsp = LspClient::spawn(LspOptions {
+        env: vec![
+            ("TANDEM_SERVER".to_owned(), cloud.url().to_owned()),
+            ("TANDEM_API_KEY".to_owned(), cloud.api_key().to_owned()),
+        ],
+        ..LspOptions::default()
+    })
+    .await
+    .expect("spawn");
+    lsp.initialize(json!({}), false).await.expect("initialize");
+    assert_completes(&lsp, "environment credentials").await;
+    lsp.shutdown_and_exit().await.expect("clean shutdown");
+
+    // The environment names a dead server and a bad key; initializationOptions win.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("port")
+        .port();
+    let lsp = LspClient::spawn(LspOptions {
+        env: vec![
+            (
+                "TANDEM_SERVER".to_owned(),
+                format!("http://127.0.0.1:{dead_port}"),
+            ),
+            (
+                "TANDEM_API_KEY".to_owned(),
+                format!("tdm_{}", "D".repeat(43)),
+            ),
+        ],
+        ..LspOptions::default()
+    })
+    .await
+    .expect("spawn");
+    lsp.initialize(
+        json!({"server": cloud.url(), "apiKey": cloud.api_key()}),
+        false,
+    )
+    .await
+    .expect("initialize");
+    assert_completes(&lsp, "initializationOptions over environment").await;
+    lsp.shutdown_and_exit().await.expect("clean shutdown");
+}
+
+/// Ten lines of 17 characters each.
+fn numbered_lines() -> String {
+    (0..10)
+        .map(|line| format!("line_{line}_abcdefghij\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_is_cut_to_budget_at_line_boundaries() {
+    let provider = ProviderFixture::start().await.expect("provider fixture");
+    let stack = Stack::start_with(
+        CloudOptions::with_provider(ProviderConfig::ollama(&provider, MODEL)),
+        Some(provider),
+        false,
+        json!({"maxPrefixChars": 50, "maxSuffixChars": 30}),
+    )
+    .await;
+    let text = numbered_lines();
+    let editor = Editor::open(&stack.lsp, "src/lines.txt", "plaintext", &text).await;
+    let cursor = editor.position_after("line_5_abcd");
+
+    let result = stack
+        .lsp
+        .inline_completion(&editor.uri, cursor)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", stack.logs()));
+    assert_eq!(inline_items(&result).len(), 1, "{result}\n{}", stack.logs());
+
+    // Prefix: the current line up to the cursor (11) plus whole lines 4 and 3 (18 each)
+    // is 47 ≤ 50; line 2 would make 65.
+    let expected_prefix = "line_3_abcdefghij\nline_4_abcdefghij\nline_5_abcd";
+    // Suffix: the rest of line 5 and all of line 6 is 24 or 25 characters, depending on
+    // whether the final line break counts; line 7 would exceed 30 either way.
+    let suffixes = ["efghij\nline_6_abcdefghij", "efghij\nline_6_abcdefghij\n"];
+    let requests = stack.proxy.requests();
+    assert_eq!(requests.len(), 1, "{requests:#?}");
+    assert_eq!(requests[0].body["prefix"], expected_prefix);
+    let suffix = requests[0].body["suffix"].as_str().unwrap_or_default();
+    assert!(suffixes.contains(&suffix), "suffix {suffix:?}");
+    let provider_requests = stack.provider().requests();
+    assert_eq!(provider_requests[0].prompt(), Some(expected_prefix));
+    assert_eq!(provider_requests[0].suffix(), Some(suffix));
+    stack.shutdown().await;
+}

@@ -1,0 +1,19 @@
+//! End-to-end tests: the real `tandem` and `tandem-cloud` binaries, a loopback model
+//! provider, and nothing in between that is not what a user runs.
+//!
+//! Every test starts its own processes on their own ports and temporary directories, so
+//! the tests run in parallel. The binaries are built on first use (see
+//! `tandem_e2e::binaries`).
+
+mod cloud_cli;
+mod cloud_http;
+mod completion;
+mod credentials;
+mod editor_clients;
+mod failures;
+mod lifecycle;
+mod ordering;
+mod privacy;
+mod provider_wire;
+mod support;
+mod typing;
