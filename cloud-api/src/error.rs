@@ -79,8 +79,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             AppError::InvalidRequest(_) => ErrorCode::InvalidRequest,
-            // 422 for now: the tier work (issue 4) may move limit answers to 413.
-            AppError::ContextTooLarge { .. } => ErrorCode::InvalidRequest,
+            AppError::ContextTooLarge { .. } => ErrorCode::ContextTooLarge,
             AppError::Provider(error) => error.code(),
             // The shared code for "the service is not ready" (see ErrorCode's docs).
             AppError::NotReady { .. } => ErrorCode::ProviderUnavailable,

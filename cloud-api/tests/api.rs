@@ -100,7 +100,7 @@ async fn context_over_the_tiers_budget_is_422() {
     let message = app
         .complete(body)
         .await
-        .assert_error(422, "invalid_request");
+        .assert_error(422, "context_too_large");
     assert_eq!(
         message,
         "the request's prefix, suffix and context come to about 59 tokens, over the limit \

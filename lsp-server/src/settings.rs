@@ -1,8 +1,8 @@
 //! Editor settings: initializationOptions and the `tandem` section of
 //! `workspace/didChangeConfiguration`, which take the same keys.
 //!
-//! Keys: `server`, `apiKey`, `maxPrefixChars`, `maxSuffixChars`, `requestTimeoutMs`,
-//! `debounceMs`.
+//! Keys: `server`, `apiKey`, `maxPrefixChars`, `maxSuffixChars`, `maxContextTokens`,
+//! `requestTimeoutMs`, `debounceMs`.
 //! Unknown keys are ignored (editors send whatever else the user configured); `null`
 //! and empty strings count as unset; a value of the wrong type is skipped with a
 //! warning rather than failing `initialize`.
@@ -31,6 +31,7 @@ pub struct SettingsLayer {
     pub max_suffix_chars: Option<usize>,
     pub request_timeout: Option<Duration>,
     pub debounce: Option<Duration>,
+    pub max_context_tokens: Option<u32>,
 }
 
 /// A settings value that was present but unusable.
@@ -97,6 +98,9 @@ impl SettingsLayer {
         let request_timeout = count("requestTimeoutMs", 1).map(Duration::from_millis);
         // 0 is allowed: no debounce, every automatic request calls at once.
         let debounce = count("debounceMs", 0).map(Duration::from_millis);
+        // At least 1: a budget of nothing would send empty requests.
+        let max_context_tokens =
+            count("maxContextTokens", 1).map(|number| u32::try_from(number).unwrap_or(u32::MAX));
         let layer = SettingsLayer {
             server,
             api_key,
@@ -104,6 +108,7 @@ impl SettingsLayer {
             max_suffix_chars,
             request_timeout,
             debounce,
+            max_context_tokens,
         };
         (layer, warnings)
     }
@@ -129,6 +134,7 @@ impl SettingsLayer {
             max_suffix_chars: self.max_suffix_chars.or(fallback.max_suffix_chars),
             request_timeout: self.request_timeout.or(fallback.request_timeout),
             debounce: self.debounce.or(fallback.debounce),
+            max_context_tokens: self.max_context_tokens.or(fallback.max_context_tokens),
         }
     }
 }
@@ -141,6 +147,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Delay before an automatically triggered completion calls the cloud.
     pub debounce: Duration,
+    /// The user's own cap on the estimated tokens of a request; the tier's limit from
+    /// `GET /v1/me` applies as well, whichever is lower.
+    pub max_context_tokens: Option<u32>,
 }
 
 impl Limits {
@@ -150,6 +159,7 @@ impl Limits {
             max_suffix_chars: layer.max_suffix_chars.unwrap_or(DEFAULT_MAX_SUFFIX_CHARS),
             request_timeout: layer.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
             debounce: layer.debounce.unwrap_or(DEFAULT_DEBOUNCE),
+            max_context_tokens: layer.max_context_tokens,
         }
     }
 }
@@ -186,6 +196,7 @@ mod tests {
             "maxSuffixChars": 0,
             "requestTimeoutMs": 2500,
             "debounceMs": 0,
+            "maxContextTokens": 2000,
         })));
         assert!(warnings.is_empty());
         assert_eq!(layer.server.as_deref(), Some("http://localhost:9000/"));
@@ -197,6 +208,7 @@ mod tests {
                 max_suffix_chars: 0,
                 request_timeout: Duration::from_millis(2500),
                 debounce: Duration::ZERO,
+                max_context_tokens: Some(2000),
             }
         );
         assert_eq!(
@@ -223,6 +235,7 @@ mod tests {
                     max_suffix_chars: 2000,
                     request_timeout: Duration::from_millis(10_000),
                     debounce: Duration::from_millis(75),
+                    max_context_tokens: None,
                 }
             );
         }
@@ -236,6 +249,7 @@ mod tests {
             "maxSuffixChars": "many",
             "requestTimeoutMs": 0,
             "debounceMs": 1.5,
+            "maxContextTokens": 0,
         })));
         assert_eq!(layer, SettingsLayer::default());
         let messages: Vec<String> = warnings.iter().map(ToString::to_string).collect();
@@ -247,6 +261,7 @@ mod tests {
                 "ignoring `maxSuffixChars`: expected a non-negative integer",
                 "ignoring `requestTimeoutMs`: expected a positive integer",
                 "ignoring `debounceMs`: expected a non-negative integer",
+                "ignoring `maxContextTokens`: expected a positive integer",
             ]
         );
         let (_, warnings) = SettingsLayer::parse(Some(&json!([1])));

@@ -31,6 +31,32 @@ pub struct CompletionRequest {
     pub context: CodeContext,
 }
 
+impl CompletionRequest {
+    /// Estimated size of what the request asks the model to read: the shared
+    /// [`estimate`](crate::tokens::estimate) of the prefix, the suffix and the text of
+    /// every context part (scopes, imports, snippet texts; not snippet paths, nor a
+    /// template's own tokens), summed. The language server fills its budget by this
+    /// sum and the cloud checks the tier's limit with it, so a request cut to fit is
+    /// never refused.
+    pub fn estimated_tokens(&self) -> u32 {
+        let context = &self.context;
+        let snippets = context
+            .definitions
+            .iter()
+            .chain(&context.similar)
+            .chain(&context.recent_edits)
+            .map(|snippet| snippet.text.as_str());
+        [self.prefix.as_str(), self.suffix.as_str()]
+            .into_iter()
+            .chain(context.scopes.iter().map(String::as_str))
+            .chain(context.imports.iter().map(String::as_str))
+            .chain(snippets)
+            .fold(0u32, |total, text| {
+                total.saturating_add(crate::tokens::estimate(text))
+            })
+    }
+}
+
 /// Context beyond the text around the cursor, already redacted and cut to budget by the
 /// language server, each list in priority order (most useful first).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

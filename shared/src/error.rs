@@ -53,6 +53,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 422: the body parsed but a field is invalid.
     InvalidRequest,
+    /// 422: the request's prefix, suffix and context are estimated at more tokens than
+    /// the caller's tier allows (`GET /v1/me` says how many it does).
+    ContextTooLarge,
     /// 429: a rate limit or quota was hit.
     RateLimited,
     /// 500: a bug or an unexpected failure on the server; details are in its log.
@@ -66,7 +69,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::MalformedBody,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -75,6 +78,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidRequest,
+        ErrorCode::ContextTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::ProviderError,
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::ContextTooLarge => "context_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::ProviderError => "provider_error",
@@ -110,7 +115,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
-            ErrorCode::InvalidRequest => 422,
+            ErrorCode::InvalidRequest | ErrorCode::ContextTooLarge => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::ProviderError => 502,

@@ -114,7 +114,7 @@ async fn edits_reach_the_provider_exactly(offer_utf8: bool) {
         provider_request.body
     );
 
-    let cloud_requests = stack.proxy.requests();
+    let cloud_requests = stack.proxy.completions();
     assert_eq!(cloud_requests.len(), 1, "{cloud_requests:#?}");
     assert_cloud_request(
         &cloud_requests[0],
@@ -218,7 +218,7 @@ async fn openai_round_trip(endpoint: &str) -> (Stack, RecordedRequest, String, S
         serde_json::to_value(empty_range_at(cursor)).unwrap()
     );
 
-    let cloud_requests = stack.proxy.requests();
+    let cloud_requests = stack.proxy.completions();
     assert_eq!(cloud_requests.len(), 1, "{cloud_requests:#?}");
     assert_cloud_request(
         &cloud_requests[0],

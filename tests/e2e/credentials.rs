@@ -217,7 +217,7 @@ async fn context_is_cut_to_budget_at_line_boundaries() {
     // Suffix: the rest of line 5 and all of line 6 is 24 or 25 characters, depending on
     // whether the final line break counts; line 7 would exceed 30 either way.
     let suffixes = ["efghij\nline_6_abcdefghij", "efghij\nline_6_abcdefghij\n"];
-    let requests = stack.proxy.requests();
+    let requests = stack.proxy.completions();
     assert_eq!(requests.len(), 1, "{requests:#?}");
     assert_eq!(requests[0].body["prefix"], expected_prefix);
     let suffix = requests[0].body["suffix"].as_str().unwrap_or_default();

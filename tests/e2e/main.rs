@@ -8,6 +8,7 @@
 mod cloud_cli;
 mod cloud_http;
 mod completion;
+mod context;
 mod credentials;
 mod editor_clients;
 mod failures;

@@ -61,6 +61,6 @@ async fn excluded_files_are_never_sent() {
         .unwrap_or_else(|error| panic!("inlineCompletion failed: {error}\n{}", stack.logs()));
     assert!(inline_items(&result).is_empty(), "{result}");
     assert_eq!(stack.provider().request_count(), 0);
-    assert!(stack.proxy.requests().is_empty(), "the cloud was asked");
+    assert!(stack.proxy.completions().is_empty(), "the cloud was asked");
     stack.shutdown().await;
 }

@@ -56,6 +56,15 @@ impl RecordingProxy {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
     }
+
+    /// The `POST /v1/completions` requests forwarded so far, oldest first (the language
+    /// server also reads `GET /v1/me` at start, for its context budget).
+    pub fn completions(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request.method == "POST" && request.path == "/v1/completions")
+            .collect()
+    }
 }
 
 async fn forward(

@@ -160,24 +160,10 @@ fn validate_path(field: &str, path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Estimated size of what the request asks the model to read: the shared estimate
-/// ([`estimate`]) of the prefix, the suffix and the text of every context part (scopes,
-/// imports, snippet texts; not snippet paths, nor the template's own tokens), summed.
-/// The language server measures its budget the same way.
+/// Estimated size of what the request asks the model to read; the language server
+/// measures its budget with the same shared function.
 pub(crate) fn estimated_prompt_tokens(request: &CompletionRequest) -> u32 {
-    let context = &request.context;
-    let snippets = context
-        .definitions
-        .iter()
-        .chain(&context.similar)
-        .chain(&context.recent_edits)
-        .map(|snippet| snippet.text.as_str());
-    [request.prefix.as_str(), request.suffix.as_str()]
-        .into_iter()
-        .chain(context.scopes.iter().map(String::as_str))
-        .chain(context.imports.iter().map(String::as_str))
-        .chain(snippets)
-        .fold(0u32, |total, text| total.saturating_add(estimate(text)))
+    request.estimated_tokens()
 }
 
 /// The tier's context limit: the one place a too-large request is refused.

@@ -73,6 +73,7 @@ interface ServerSettings {
   apiKey?: string;
   maxPrefixChars?: number;
   maxSuffixChars?: number;
+  maxContextTokens?: number;
   requestTimeoutMs?: number;
 }
 
@@ -146,7 +147,12 @@ async function serverSettings(): Promise<ServerSettings> {
     settings.apiKey = apiKey;
   }
 
-  for (const name of ["maxPrefixChars", "maxSuffixChars", "requestTimeoutMs"] as const) {
+  for (const name of [
+    "maxPrefixChars",
+    "maxSuffixChars",
+    "maxContextTokens",
+    "requestTimeoutMs",
+  ] as const) {
     const inspected = config.inspect<number>(name);
     // Only explicitly set values are sent, so the server's documented defaults stay in charge.
     const value =

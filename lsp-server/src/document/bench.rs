@@ -52,4 +52,11 @@ impl DocumentBench {
         let (tree, _) = self.store.syntax_tree(&self.uri)?;
         Some(tree.root_node().child_count())
     }
+
+    /// Whether the up-to-date syntax tree has a syntax error anywhere (O(1): the root
+    /// knows), so a bench can check it measures the file it means to.
+    pub fn syntax_tree_has_error(&self) -> Option<bool> {
+        let (tree, _) = self.store.syntax_tree(&self.uri)?;
+        Some(tree.root_node().has_error())
+    }
 }

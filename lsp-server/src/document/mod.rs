@@ -8,7 +8,7 @@ pub mod store;
 use ropey::Rope;
 
 pub(crate) use position::{ByteOffset, LspPosition, PositionEncoding, PositionError};
-pub(crate) use store::{ContentChange, DocumentSnapshot, DocumentStore, StoreError};
+pub(crate) use store::{ContentChange, DocumentSnapshot, DocumentStore, StoreError, SyntaxTree};
 
 /// A piece of a document around a cursor, small enough to hand to [`crate::context`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,10 +9,14 @@
 //! Documents in a language with a grammar ([`Language::detect`]) also get a tree-sitter
 //! tree, kept up to date incrementally: an edit only calls `Tree::edit` on it (a few
 //! microseconds, whatever the file size) and marks it stale; the re-parse, which reuses
-//! every subtree the edit did not touch, happens when a request asks for the tree
+//! the subtrees the edit did not touch, happens when a request asks for the tree
 //! ([`DocumentStore::snapshot_with_syntax`]). Trees are kept only for the
 //! [`DEFAULT_TREE_CAPACITY`] most recently edited or requested documents; the others are
 //! parsed from scratch again when next asked for.
+//!
+//! The store also remembers the recently edited regions of all documents
+//! ([`DocumentStore::recent_edits`]), kept up to date by the same edits under the same
+//! lock, for the completion context.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +34,22 @@ use crate::syntax::{self, Language};
 /// 2,000-line files, server included. Eight trees cover the files a user edits in one
 /// sitting; the others are re-parsed on demand, once per request that needs them.
 pub const DEFAULT_TREE_CAPACITY: usize = 8;
+
+/// How many recently edited regions the store remembers, over all documents.
+const RECENT_EDITS_CAPACITY: usize = 16;
+
+/// An edit this many lines or fewer from a region of the same document moves that
+/// region instead of adding one, so typing a word or a few lines makes one region.
+const RECENT_EDIT_MERGE_LINES: usize = 3;
+
+/// A recently edited region of an open document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentEdit {
+    pub uri: String,
+    /// 0-based line of the edited region in the document's current text, kept up to
+    /// date as later edits insert or delete lines above it.
+    pub line: usize,
+}
 
 /// A syntax tree that matches a snapshot's text exactly.
 #[derive(Debug, Clone)]
@@ -128,9 +148,16 @@ pub enum StoreError {
     NotOpen(String),
 }
 
+/// Everything behind the store's one lock.
+#[derive(Debug, Default)]
+struct Documents {
+    open: HashMap<String, Document>,
+    recent: RecentEdits,
+}
+
 #[derive(Debug)]
 pub struct DocumentStore {
-    documents: RwLock<HashMap<String, Document>>,
+    documents: RwLock<Documents>,
     /// The source of revisions and LRU ticks; only ever increases.
     clock: AtomicU64,
     tree_capacity: usize,
@@ -163,20 +190,21 @@ impl DocumentStore {
     // A panic in a handler while holding the lock must not wedge every later
     // request; documents are replaced wholesale or edited by ropey, which does not
     // leave a rope half-edited, so the data behind a poisoned lock is still usable.
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<String, Document>> {
+    fn read(&self) -> RwLockReadGuard<'_, Documents> {
         self.documents
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<String, Document>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Documents> {
         self.documents
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Opens (or re-opens, replacing) a document. Nothing is parsed yet: the first
-    /// request that wants the tree parses it.
+    /// request that wants the tree parses it. Opening records no recent edit; re-opening
+    /// forgets the old text's, whose lines no longer mean anything.
     pub fn open(&self, uri: &str, language_id: &str, version: i32, text: &str) {
         let tick = self.tick();
         let document = Document {
@@ -191,13 +219,16 @@ impl DocumentStore {
             revision: tick,
             last_used: AtomicU64::new(tick),
         };
-        self.write().insert(uri.to_owned(), document);
+        let mut documents = self.write();
+        documents.recent.forget(uri);
+        documents.open.insert(uri.to_owned(), document);
     }
 
     /// Applies `changes` in order and sets the version.
     ///
-    /// Each ranged change also edits the syntax tree (`Tree::edit`, no parsing); a
-    /// full-text change drops it, since nothing of the old tree can be reused.
+    /// Each ranged change also edits the syntax tree (`Tree::edit`, no parsing) and
+    /// records a recent edit; a full-text change drops the tree, since nothing of it can
+    /// be reused, and forgets the document's recent edits.
     pub fn change(
         &self,
         uri: &str,
@@ -207,7 +238,8 @@ impl DocumentStore {
     ) -> Result<Vec<ChangeWarning>, StoreError> {
         let tick = self.tick();
         let mut documents = self.write();
-        let document = documents
+        let Documents { open, recent } = &mut *documents;
+        let document = open
             .get_mut(uri)
             .ok_or_else(|| StoreError::NotOpen(uri.to_owned()))?;
         let mut warnings = Vec::new();
@@ -220,12 +252,19 @@ impl DocumentStore {
         for change in changes {
             match apply_change(&mut document.text, change, encoding, &mut warnings) {
                 AppliedChange::Edit(edit) => {
+                    recent.record(
+                        uri,
+                        edit.start_position.row,
+                        edit.old_end_position.row,
+                        edit.new_end_position.row,
+                    );
                     if let Some(tree) = &mut document.tree {
                         tree.edit(&edit);
                         document.stale = true;
                     }
                 }
                 AppliedChange::FullText => {
+                    recent.forget(uri);
                     document.tree = None;
                     document.stale = false;
                 }
@@ -238,9 +277,24 @@ impl DocumentStore {
         Ok(warnings)
     }
 
-    /// Forgets a document; closing one that is not open is not an error.
+    /// Forgets a document and its recent edits; closing one that is not open is not an
+    /// error.
     pub fn close(&self, uri: &str) -> bool {
-        self.write().remove(uri).is_some()
+        let mut documents = self.write();
+        documents.recent.forget(uri);
+        documents.open.remove(uri).is_some()
+    }
+
+    /// Distinct recently edited regions over all open documents, most recent first, at
+    /// most `max`.
+    pub fn recent_edits(&self, max: usize) -> Vec<RecentEdit> {
+        self.read()
+            .recent
+            .regions
+            .iter()
+            .take(max)
+            .cloned()
+            .collect()
     }
 
     /// A copy of the document as it is now; the lock is released on return.
@@ -249,6 +303,7 @@ impl DocumentStore {
     pub fn snapshot(&self, uri: &str) -> Result<DocumentSnapshot, StoreError> {
         let documents = self.read();
         let document = documents
+            .open
             .get(uri)
             .ok_or_else(|| StoreError::NotOpen(uri.to_owned()))?;
         Ok(document.snapshot(document.fresh_tree()))
@@ -257,9 +312,10 @@ impl DocumentStore {
     /// A snapshot whose `syntax` is the tree of exactly its text, parsing if needed.
     ///
     /// The parse reuses the edited old tree, so after a keystroke it re-lexes only
-    /// around the edit (about 8 ms for a 20,000-line file, far less for ordinary ones;
-    /// a first parse of that file takes about 150 ms). It runs on a copy of the rope *outside*
-    /// the lock, so typing never waits for it, and gives up after
+    /// around the edit, though tree-sitter still steps over every top-level item (about
+    /// 0.1 ms for a 2,000-line file, 1.5 ms for a 20,000-line one, whose first parse
+    /// takes about 50 ms; see [`syntax::PARSE_TIMEOUT`]). It runs on a copy of the rope
+    /// *outside* the lock, so typing never waits for it, and gives up after
     /// [`syntax::PARSE_TIMEOUT`] ([`syntax::FULL_PARSE_TIMEOUT`] without an old tree),
     /// so a pathological file costs a request at most that;
     /// such a document then has `syntax: None` (text-only context) until it changes.
@@ -271,6 +327,7 @@ impl DocumentStore {
         let (snapshot, language, old_tree, revision) = {
             let documents = self.read();
             let document = documents
+                .open
                 .get(uri)
                 .ok_or_else(|| StoreError::NotOpen(uri.to_owned()))?;
             document.last_used.store(tick, Ordering::Relaxed);
@@ -302,7 +359,7 @@ impl DocumentStore {
         );
 
         let mut documents = self.write();
-        if let Some(document) = documents.get_mut(uri) {
+        if let Some(document) = documents.open.get_mut(uri) {
             if document.revision == revision {
                 match &parsed {
                     Some(tree) => {
@@ -316,7 +373,7 @@ impl DocumentStore {
                 }
             }
         }
-        evict_least_recently_used(&mut documents, self.tree_capacity);
+        evict_least_recently_used(&mut documents.open, self.tree_capacity);
         drop(documents);
 
         Ok(DocumentSnapshot {
@@ -338,10 +395,9 @@ impl DocumentStore {
     /// Never parses: `syntax` is filled where the tree is up to date, so looking for
     /// definitions in other documents costs no parse and does not disturb which trees
     /// the LRU keeps.
-    // Wired into the completion pipeline by the lead (issue 3 lands in steps).
-    #[allow(dead_code)]
     pub fn snapshots(&self) -> Vec<DocumentSnapshot> {
         self.read()
+            .open
             .values()
             .map(|document| document.snapshot(document.fresh_tree()))
             .collect()
@@ -349,16 +405,86 @@ impl DocumentStore {
 
     /// The current version of a document, if open.
     pub fn version(&self, uri: &str) -> Option<i32> {
-        self.read().get(uri).map(|document| document.version)
+        self.read().open.get(uri).map(|document| document.version)
     }
 
     /// How many documents hold a syntax tree (fresh or stale) right now.
     #[cfg(test)]
     pub fn tree_count(&self) -> usize {
         self.read()
+            .open
             .values()
             .filter(|document| document.tree.is_some())
             .count()
+    }
+}
+
+/// The recently edited regions of all documents, most recent first; regions of one
+/// document are always more than [`RECENT_EDIT_MERGE_LINES`] lines apart. An edit costs
+/// one pass over the (at most [`RECENT_EDITS_CAPACITY`]) regions, plus, for the few
+/// regions next to the edit's start, a look at the newer ones.
+#[derive(Debug, Default)]
+struct RecentEdits {
+    regions: Vec<RecentEdit>,
+}
+
+impl RecentEdits {
+    /// Records an edit of `uri` that replaced lines `start..=old_end` with text now
+    /// spanning `start..=new_end`: shifts the document's regions to the new text, then
+    /// puts a region at `new_end` first, moving the nearby one if there is one.
+    fn record(&mut self, uri: &str, start: usize, old_end: usize, new_end: usize) {
+        let mut moved = None;
+        let mut index = 0;
+        while index < self.regions.len() {
+            let region = &mut self.regions[index];
+            if region.uri != uri {
+                index += 1;
+                continue;
+            }
+            region.line = shift_line(region.line, start, old_end, new_end);
+            let line = region.line;
+            let near = |other: usize| other.abs_diff(line) <= RECENT_EDIT_MERGE_LINES;
+            // Regions inside the replaced range all land on its start, maybe next to
+            // another region there (any other pair brought together is next to the
+            // edit's end, so merged below): of such a pair keep the newer.
+            let near_newer = near(start)
+                && self.regions[..index]
+                    .iter()
+                    .any(|newer| newer.uri == uri && near(newer.line));
+            if near(new_end) || near_newer {
+                let removed = self.regions.remove(index);
+                if moved.is_none() && near(new_end) {
+                    moved = Some(removed);
+                }
+            } else {
+                index += 1;
+            }
+        }
+        let mut region = moved.unwrap_or_else(|| RecentEdit {
+            uri: uri.to_owned(),
+            line: new_end,
+        });
+        region.line = new_end;
+        self.regions.insert(0, region);
+        self.regions.truncate(RECENT_EDITS_CAPACITY);
+    }
+
+    fn forget(&mut self, uri: &str) {
+        self.regions.retain(|region| region.uri != uri);
+    }
+}
+
+/// Where `line` is after lines `start..=old_end` became `start..=new_end`: lines below
+/// the edit move by the change in line count, lines inside the replaced range move to
+/// its start, and the range's last line (whose tail survives) to its new last line.
+fn shift_line(line: usize, start: usize, old_end: usize, new_end: usize) -> usize {
+    if line <= start {
+        line
+    } else if line < old_end {
+        start
+    } else {
+        // `line >= old_end`, so this cannot underflow.
+        line - old_end + new_end
     }
 }
 
@@ -785,6 +911,222 @@ mod tests {
         #[test]
         fn incremental_python_trees_equal_fresh_parses((initial, edits) in syntax_edits(Language::Python)) {
             incremental_matches_fresh(Language::Python, "python", &initial, &edits)?;
+        }
+    }
+
+    /// Replaces the range from `start` to `end` (line, UTF-16 column) with `text`.
+    fn edit(store: &DocumentStore, uri: &str, start: (u32, u32), end: (u32, u32), text: &str) {
+        let version = store.version(uri).unwrap() + 1;
+        let range = (
+            LspPosition::new(start.0, start.1),
+            LspPosition::new(end.0, end.1),
+        );
+        store
+            .change(
+                uri,
+                version,
+                &[ContentChange {
+                    range: Some(range),
+                    text: text.into(),
+                }],
+                Utf16,
+            )
+            .unwrap();
+    }
+
+    fn recent(uri: &str, line: usize) -> RecentEdit {
+        RecentEdit {
+            uri: uri.into(),
+            line,
+        }
+    }
+
+    fn lines(count: usize) -> String {
+        (0..count).map(|line| format!("line {line}\n")).collect()
+    }
+
+    #[test]
+    fn typing_a_word_makes_one_recent_edit() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, &lines(20));
+        assert_eq!(store.recent_edits(8), vec![], "opening records nothing");
+        for (column, char) in "hello".chars().enumerate() {
+            let column = column as u32;
+            edit(
+                &store,
+                "file:///a.rs",
+                (5, column),
+                (5, column),
+                &char.to_string(),
+            );
+        }
+        // A newline and a few more lines stay the same region, which follows the end.
+        edit(&store, "file:///a.rs", (5, 5), (5, 5), "\nworld\n");
+        assert_eq!(store.recent_edits(8), vec![recent("file:///a.rs", 7)]);
+    }
+
+    #[test]
+    fn edits_far_apart_make_separate_regions_most_recent_first() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, &lines(40));
+        store.open("file:///b.rs", "rust", 1, &lines(40));
+        edit(&store, "file:///a.rs", (2, 0), (2, 0), "x");
+        edit(&store, "file:///a.rs", (30, 0), (30, 0), "y");
+        edit(&store, "file:///b.rs", (2, 0), (2, 0), "z");
+        assert_eq!(
+            store.recent_edits(8),
+            vec![
+                recent("file:///b.rs", 2),
+                recent("file:///a.rs", 30),
+                recent("file:///a.rs", 2),
+            ]
+        );
+        assert_eq!(store.recent_edits(1), vec![recent("file:///b.rs", 2)]);
+        // Editing near an old region moves it to the front.
+        edit(&store, "file:///a.rs", (4, 0), (4, 0), "w");
+        assert_eq!(
+            store.recent_edits(8),
+            vec![
+                recent("file:///a.rs", 4),
+                recent("file:///b.rs", 2),
+                recent("file:///a.rs", 30),
+            ]
+        );
+    }
+
+    #[test]
+    fn inserting_lines_above_shifts_a_region() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, &lines(40));
+        edit(&store, "file:///a.rs", (30, 2), (30, 2), "x");
+        edit(&store, "file:///a.rs", (3, 0), (3, 0), "a\nb\nc\n");
+        assert_eq!(
+            store.recent_edits(8),
+            vec![recent("file:///a.rs", 6), recent("file:///a.rs", 33)]
+        );
+        let text = store.snapshot("file:///a.rs").unwrap().text;
+        assert_eq!(text.line(33).to_string(), "lixne 30\n");
+        // Deleting lines above moves it back; an edit below it does not move it.
+        edit(&store, "file:///a.rs", (20, 0), (22, 0), "");
+        edit(&store, "file:///a.rs", (39, 0), (39, 0), "\n\n");
+        assert_eq!(
+            store.recent_edits(8),
+            vec![
+                recent("file:///a.rs", 41),
+                recent("file:///a.rs", 20),
+                recent("file:///a.rs", 6),
+                recent("file:///a.rs", 31),
+            ]
+        );
+    }
+
+    #[test]
+    fn deleting_a_regions_lines_moves_it_to_the_edit_start() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, &lines(60));
+        edit(&store, "file:///a.rs", (20, 0), (20, 0), "x");
+        edit(&store, "file:///a.rs", (30, 0), (30, 0), "y");
+        edit(&store, "file:///a.rs", (50, 0), (50, 0), "z");
+        // Lines 10 to 39 go, replaced by ten new ones: the regions at 20 and 30 were
+        // inside, so they land on line 10 as one region; 50 moves up by 20.
+        let replacement = "new\n".repeat(10);
+        edit(&store, "file:///a.rs", (10, 0), (40, 0), &replacement);
+        assert_eq!(
+            store.recent_edits(8),
+            vec![
+                recent("file:///a.rs", 20),
+                recent("file:///a.rs", 30),
+                recent("file:///a.rs", 10),
+            ]
+        );
+        let text = store.snapshot("file:///a.rs").unwrap().text;
+        assert_eq!(text.line(30).to_string(), "zline 50\n");
+    }
+
+    #[test]
+    fn closing_or_replacing_a_document_forgets_its_regions() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, &lines(10));
+        store.open("file:///b.rs", "rust", 1, &lines(10));
+        edit(&store, "file:///a.rs", (1, 0), (1, 0), "x");
+        edit(&store, "file:///b.rs", (1, 0), (1, 0), "x");
+        assert!(store.close("file:///a.rs"));
+        assert_eq!(store.recent_edits(8), vec![recent("file:///b.rs", 1)]);
+        store
+            .change(
+                "file:///b.rs",
+                9,
+                &[ContentChange {
+                    range: None,
+                    text: "new text".into(),
+                }],
+                Utf16,
+            )
+            .unwrap();
+        assert_eq!(store.recent_edits(8), vec![]);
+        edit(&store, "file:///b.rs", (0, 0), (0, 0), "x");
+        store.open("file:///b.rs", "rust", 1, "reopened");
+        assert_eq!(store.recent_edits(8), vec![]);
+    }
+
+    #[test]
+    fn at_most_sixteen_regions_are_kept() {
+        let store = DocumentStore::new();
+        store.open("file:///a.rs", "rust", 1, &lines(200));
+        for region in 0..20 {
+            edit(
+                &store,
+                "file:///a.rs",
+                (region * 10, 0),
+                (region * 10, 0),
+                "x",
+            );
+        }
+        let regions = store.recent_edits(100);
+        assert_eq!(regions.len(), RECENT_EDITS_CAPACITY);
+        assert_eq!(regions[0], recent("file:///a.rs", 190));
+        assert_eq!(regions[15], recent("file:///a.rs", 40));
+    }
+
+    proptest! {
+        /// Whatever the edits, regions are distinct (more than the merge distance
+        /// apart within a document), at most the capacity, and inside the text.
+        #[test]
+        fn recent_edits_stay_distinct_and_in_range(
+            initial in text_strategy(),
+            edits in prop::collection::vec(edit_strategy(), 1..24),
+        ) {
+            let store = DocumentStore::new();
+            let uri = "file:///model.txt";
+            store.open(uri, "plaintext", 0, &initial);
+            let mut model = NaiveDocument { text: initial.clone() };
+            for (number, edit) in edits.iter().enumerate() {
+                let boundaries = model.boundaries();
+                let start_index = edit.start_pick.index(boundaries.len());
+                let end_index = start_index + edit.length_pick.index(boundaries.len() - start_index);
+                let (start, end) = (boundaries[start_index], boundaries[end_index]);
+                let range = (model.position_of(start, Utf16), model.position_of(end, Utf16));
+                store
+                    .change(
+                        uri,
+                        number as i32 + 1,
+                        &[ContentChange { range: Some(range), text: edit.text.clone() }],
+                        Utf16,
+                    )
+                    .unwrap();
+                model.text.replace_range(start..end, &edit.text);
+                let new_end = model.position_of(start + edit.text.len(), Utf16).line as usize;
+                let regions = store.recent_edits(usize::MAX);
+                prop_assert!(regions.len() <= RECENT_EDITS_CAPACITY);
+                prop_assert_eq!(&regions[0], &recent(uri, new_end));
+                let line_count = model.line_starts().len();
+                for (index, region) in regions.iter().enumerate() {
+                    prop_assert!(region.line < line_count, "{regions:?}");
+                    for other in &regions[..index] {
+                        prop_assert!(other.line.abs_diff(region.line) > RECENT_EDIT_MERGE_LINES, "{regions:?}");
+                    }
+                }
+            }
         }
     }
 

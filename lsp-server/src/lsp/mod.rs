@@ -14,6 +14,7 @@ mod error;
 mod from_proto;
 mod handlers;
 mod service;
+mod tier_budget;
 mod to_proto;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ use tower_lsp::lsp_types::{
 use tower_lsp::{Client, LanguageServer, LspService};
 
 use crate::cloud::{CloudClient, CloudError, CloudTarget};
+use crate::context::neighbors::NeighborIndex;
 use crate::credentials::{
     self, CredentialSources, Credentials, CredentialsFileCache, PartialCredentials,
 };
@@ -108,6 +110,11 @@ pub struct TandemServer {
     /// `.tandemignore` plus the built-in exclusions, per workspace root, loaded on first
     /// use and re-read when the file changes.
     exclusions: RwLock<Vec<(Option<PathBuf>, ExclusionRules)>>,
+    /// Definitions and similar-snippet windows of the open documents, for cross-file
+    /// context; built in the background.
+    neighbors: Arc<NeighborIndex>,
+    /// The tier's context limit, from `GET /v1/me`.
+    tier_budget: tier_budget::TierBudget,
 }
 
 impl TandemServer {
@@ -165,6 +172,8 @@ impl TandemServer {
             last_credentials: Mutex::new(None),
             auth_notice_shown: AtomicBool::new(false),
             exclusions: RwLock::new(Vec::new()),
+            neighbors: Arc::new(NeighborIndex::default()),
+            tier_budget: tier_budget::TierBudget::default(),
         }
     }
 
@@ -173,6 +182,15 @@ impl TandemServer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .encoding
+    }
+
+    /// The workspace roots, for documents' relative paths.
+    fn request_roots(&self) -> Vec<PathBuf> {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .roots
+            .clone()
     }
 
     /// Snapshot of everything a request needs; synchronous, locks released on return.
@@ -290,6 +308,11 @@ impl LanguageServer for TandemServer {
             encoding = ?config.encoding,
             "tandem language server ready"
         );
+        // Read the tier's context budget now, so the first completion has it.
+        if let Some(target) = Self::target(&config) {
+            self.tier_budget
+                .limit(&self.cloud, &target, &config.credentials);
+        }
     }
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {

@@ -16,4 +16,4 @@ pub(crate) mod redaction;
 mod tests;
 
 pub(crate) use exclusion::ExclusionRules;
-pub(crate) use redaction::{redact_around_cursor, scrub_suggestion};
+pub(crate) use redaction::{redact, redact_around_cursor, scrub_suggestion};

@@ -127,7 +127,6 @@ impl SecretKind {
 /// Text with its secrets replaced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 // Used for snippets from other documents once cross-file context is sent (issue 3).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Redacted {
     /// The input with each secret replaced by its placeholder; everything else byte-identical.
     pub(crate) text: String,
@@ -138,7 +137,6 @@ pub(crate) struct Redacted {
 }
 
 /// Replaces every secret found in `text` by a placeholder naming its kind.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn redact(text: &str) -> Redacted {
     let spans = find_secrets(text);
     let kinds = distinct_kinds(&spans);

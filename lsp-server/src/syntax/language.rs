@@ -19,6 +19,7 @@ pub(crate) enum Language {
 }
 
 impl Language {
+    #[cfg(test)]
     pub(crate) const ALL: [Language; 9] = [
         Language::Rust,
         Language::Python,

@@ -5,9 +5,6 @@
 //! and returns plain structs; none of them panics on a tree that does not match its
 //! text (offsets are clamped), so a bug elsewhere degrades context instead of a request.
 
-// Wired into the completion pipeline by the lead (issue 3 lands in steps).
-#![allow(dead_code, unused_imports)]
-
 pub(crate) mod definitions;
 pub(crate) mod imports;
 pub(crate) mod kinds;
@@ -16,11 +13,13 @@ pub(crate) mod parse;
 pub(crate) mod scopes;
 pub(crate) mod tokens;
 
-pub(crate) use definitions::{definitions, Definition, DefinitionKind};
+pub(crate) use definitions::{definitions, DefinitionKind};
 pub(crate) use imports::imports;
 pub(crate) use language::Language;
-pub(crate) use parse::{parse_rope, timeout_for, FULL_PARSE_TIMEOUT, PARSE_TIMEOUT};
-pub(crate) use scopes::{enclosing_scopes, Scope, ScopeKind};
+#[cfg(test)]
+pub(crate) use parse::PARSE_TIMEOUT;
+pub(crate) use parse::{parse_rope, timeout_for, FULL_PARSE_TIMEOUT};
+pub(crate) use scopes::enclosing_scopes;
 pub(crate) use tokens::{
     identifiers_near, text_boundary_after, text_boundary_before, token_boundary_after,
     token_boundary_before,

@@ -104,13 +104,24 @@ fn token_around(tree: &Tree, offset: usize) -> Option<Node<'_>> {
         return None;
     }
     if node.child_count() == 0 {
-        return Some(node);
+        // A string's content or a comment's text is a leaf inside the token a reader
+        // sees: cut around the whole literal, never between its quote and its text.
+        let mut token = node;
+        while let Some(parent) = token.parent() {
+            if !(strictly_inside(parent) && is_literal_kind(parent.kind())) {
+                break;
+            }
+            token = parent;
+        }
+        return Some(token);
     }
     // Between the children of a node: whitespace, a boundary, unless the node is one
     // token to a reader (a string whose grammar does not make its content a node).
-    let kind = node.kind();
-    (kind.contains("string") || kind.contains("comment") || kind.ends_with("literal"))
-        .then_some(node)
+    is_literal_kind(node.kind()).then_some(node)
+}
+
+fn is_literal_kind(kind: &str) -> bool {
+    kind.contains("string") || kind.contains("comment") || kind.ends_with("literal")
 }
 
 /// Like [`token_boundary_before`], for text without a tree: an offset inside a run of
@@ -268,8 +279,14 @@ fn load(config: &Config) -> Result<Store> {
         check_boundaries(
             Language::Python,
             "x = \"hello wo$0rld\"\n",
-            "x = \"|hello world\"\n",
-            "x = \"hello world|\"\n",
+            "x = |\"hello world\"\n",
+            "x = \"hello world\"|\n",
+        );
+        check_boundaries(
+            Language::Rust,
+            "/* first line\n sec$0ond line */ fn a() {}",
+            "|/* first line\n second line */ fn a() {}",
+            "/* first line\n second line */| fn a() {}",
         );
         check_boundaries(
             Language::Go,

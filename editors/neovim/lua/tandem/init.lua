@@ -17,6 +17,7 @@ local ROOT_MARKERS = { ".git", ".hg", ".svn", "Cargo.toml", "package.json", "pyp
 ---@field filetypes string[]|nil  filetypes to attach to; nil attaches to every normal file buffer.
 ---@field max_prefix_chars integer|nil
 ---@field max_suffix_chars integer|nil
+---@field max_context_tokens integer|nil
 ---@field request_timeout_ms integer|nil
 ---@field omnifunc boolean|nil    set 'omnifunc' to the LSP omnifunc when the buffer has none (default true).
 ---@field builtin_completion boolean|nil  on Neovim 0.11+, turn on vim.lsp.completion with autotrigger (default false).
@@ -31,6 +32,7 @@ local defaults = {
   filetypes = nil,
   max_prefix_chars = nil,
   max_suffix_chars = nil,
+  max_context_tokens = nil,
   request_timeout_ms = nil,
   omnifunc = true,
   builtin_completion = false,
@@ -106,6 +108,7 @@ local function server_settings()
     apiKey = resolve_api_key(),
     maxPrefixChars = options.max_prefix_chars,
     maxSuffixChars = options.max_suffix_chars,
+    maxContextTokens = options.max_context_tokens,
     requestTimeoutMs = options.request_timeout_ms,
   }
   if next(settings) == nil then

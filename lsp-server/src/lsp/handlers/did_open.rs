@@ -2,7 +2,8 @@
 
 use tower_lsp::lsp_types::DidOpenTextDocumentParams;
 
-use crate::lsp::TandemServer;
+use crate::context::neighbors::IndexJob;
+use crate::lsp::{from_proto, TandemServer};
 
 /// Synchronous: it must complete in the handler's first poll (see `lsp` on ordering).
 pub(crate) fn handle_did_open(server: &TandemServer, params: DidOpenTextDocumentParams) {
@@ -14,4 +15,15 @@ pub(crate) fn handle_did_open(server: &TandemServer, params: DidOpenTextDocument
         document.version,
         &document.text,
     );
+    // Index it for other documents' cross-file context, in the background.
+    if let Ok(snapshot) = server.documents.snapshot(document.uri.as_str()) {
+        let roots = server.request_roots();
+        server.neighbors.schedule(IndexJob {
+            path: from_proto::document_path(&snapshot.uri, &roots),
+            uri: snapshot.uri,
+            version: snapshot.version,
+            language_id: snapshot.language_id,
+            text: snapshot.text,
+        });
+    }
 }

@@ -8,17 +8,17 @@ pub(crate) mod did_open;
 pub(crate) mod initialize;
 pub(crate) mod inline_completion;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tandem_shared::{tokens, CompletionRequest};
+use tandem_shared::{CompletionRequest, ErrorCode};
 
 use super::error::HandlerError;
 use super::{from_proto, RequestConfig, TandemServer};
 use crate::cloud::{CloudError, CloudTarget};
-use crate::context;
-use crate::document::{
-    self, position, ByteOffset, DocumentSnapshot, LspPosition, PositionEncoding,
-};
+use crate::context::assemble::{self, RecentRegion};
+use crate::context::neighbors::IndexJob;
+use crate::document::{position, ByteOffset, DocumentSnapshot, LspPosition, PositionEncoding};
 use crate::engine::{RequestKey, Shown, Stream};
 use crate::postprocess::{self, PostprocessInput};
 use crate::privacy;
@@ -44,7 +44,7 @@ pub(crate) enum Trigger {
 /// Asks for a completion at `position` of `uri`, as a pipeline:
 ///
 /// 1. snapshot the document and supersede older requests of `stream` for it;
-/// 2. [`build_request`]: cut the context to budget;
+/// 2. [`build_request`]: the context from this and other open documents, cut to budget;
 /// 3. [`local_answer`]: the cache, or typing-through the suggestion on screen;
 /// 4. debounce an [`Trigger::Automatic`] request;
 /// 5. [`call_cloud`], shared with identical requests in flight;
@@ -64,7 +64,9 @@ pub(crate) async fn suggest(
     stream: Stream,
     trigger: Trigger,
 ) -> Result<Option<Suggestion>, HandlerError> {
-    let snapshot = server.documents.snapshot(uri)?;
+    // Parses if the tree is stale (incrementally, outside the store's lock): scopes,
+    // imports and the identifiers to look up need it.
+    let snapshot = server.documents.snapshot_with_syntax(uri)?;
     let config = server.request_config();
     let cursor = position::offset_of(&snapshot.text, position, config.encoding)?;
     let mut ticket = server.engine.begin(uri, stream);
@@ -86,7 +88,7 @@ pub(crate) async fn suggest(
         return Ok(None);
     }
 
-    let prepared = build_request(&snapshot, cursor, &config, uri);
+    let prepared = build_request(server, &snapshot, cursor, &config, &target);
     let request = &prepared.request;
     let key = RequestKey::new(&target.server, request);
 
@@ -126,55 +128,93 @@ pub(crate) async fn suggest(
                 return Err(HandlerError::ContentModified);
             }
             report_cloud_error(server, &target, &config, &error).await;
+            if let CloudError::Server { body, .. } = error.as_ref() {
+                if body.code() == Some(ErrorCode::ContextTooLarge) {
+                    // The tier changed under us: read its limit again.
+                    server.tier_budget.forget();
+                }
+            }
             Ok(None)
         }
     }
 }
 
-/// Step 2: the request body for the cloud: the text around the cursor cut to budget,
-/// secrets redacted, and the mode (single- or multi-line) set from the syntax at the
-/// cursor. Everything the cache key covers is decided here.
+/// Step 2: the request body for the cloud: the text around the cursor and the context
+/// parts from this and other open documents ([`assemble`]), secrets redacted, excluded
+/// documents left out, under the budget of the user's tier and settings; and the mode
+/// (single- or multi-line) from the syntax at the cursor. Everything the cache key
+/// covers is decided here.
 fn build_request(
+    server: &TandemServer,
     snapshot: &DocumentSnapshot,
     cursor: ByteOffset,
     config: &RequestConfig,
-    uri: &str,
+    target: &CloudTarget,
 ) -> PreparedRequest {
+    let uri = snapshot.uri.as_str();
     let limits = config.limits;
-    let window = document::text_window(
-        &snapshot.text,
-        cursor,
-        limits.max_prefix_chars.saturating_add(1),
-        limits.max_suffix_chars.saturating_add(1),
+    let tier_limit = server
+        .tier_budget
+        .limit(&server.cloud, target, &config.credentials);
+    let max_tokens = limits
+        .max_context_tokens
+        .map_or(tier_limit, |local| local.min(tier_limit));
+
+    let open = server.documents.snapshots();
+    index_other_documents(server, uri, &open, &config.roots);
+    let open_uris: HashSet<&str> = open.iter().map(|other| other.uri.as_str()).collect();
+    let neighbors = server.neighbors.others(uri, &open_uris);
+    let recent_edits = recent_regions(server, uri, &open, &config.roots);
+
+    let mut decided: HashMap<String, bool> = HashMap::new();
+    let mut allowed = |candidate: &str| {
+        *decided
+            .entry(candidate.to_owned())
+            .or_insert_with(|| !server.is_excluded(candidate, &config.roots))
+    };
+    let assembled = assemble::assemble(
+        &assemble::Inputs {
+            text: &snapshot.text,
+            syntax: snapshot.syntax.as_ref(),
+            cursor,
+            max_prefix_chars: limits.max_prefix_chars,
+            max_suffix_chars: limits.max_suffix_chars,
+            max_tokens,
+            neighbors: &neighbors,
+            recent_edits: &recent_edits,
+        },
+        &mut allowed,
     );
-    let context = context::completion_context(
-        &window.text,
-        window.cursor,
-        limits.max_prefix_chars,
-        limits.max_suffix_chars,
-    );
-    let path = from_proto::document_path(uri, &config.roots);
-    let (prefix, suffix, redacted) = privacy::redact_around_cursor(context.prefix, context.suffix);
-    if redacted > 0 {
-        tracing::debug!(redacted, "secrets redacted from the completion context");
+    if assembled.redacted > 0 {
+        tracing::debug!(
+            redacted = assembled.redacted,
+            "secrets redacted from the completion context"
+        );
     }
-    let (prefix, suffix) = fit_token_budget(prefix, suffix, FALLBACK_MAX_CONTEXT_TOKENS);
+    let path = from_proto::document_path(uri, &config.roots);
     let language = Language::detect(&snapshot.language_id, &path);
-    let mode = postprocess::completion_mode(language, &prefix, &suffix);
+    let mode = postprocess::completion_mode(language, &assembled.prefix, &assembled.suffix);
     let request = CompletionRequest {
         language: snapshot.language_id.clone(),
         path,
-        prefix,
-        suffix,
+        prefix: assembled.prefix,
+        suffix: assembled.suffix,
         max_tokens: Some(mode.max_tokens()),
         temperature: None,
         stop: postprocess::stop_sequences(mode, language),
-        context: Default::default(),
+        context: assembled.context,
     };
     tracing::trace!(
         path = %request.path,
         prefix_chars = request.prefix.chars().count(),
         suffix_chars = request.suffix.chars().count(),
+        scopes = request.context.scopes.len(),
+        imports = request.context.imports.len(),
+        definitions = request.context.definitions.len(),
+        similar = request.context.similar.len(),
+        recent_edits = request.context.recent_edits.len(),
+        estimated_tokens = request.estimated_tokens(),
+        max_tokens,
         ?mode,
         "completion request built"
     );
@@ -185,6 +225,56 @@ fn build_request(
     }
 }
 
+/// Queues the other open documents whose index is missing or stale. The document being
+/// completed is left out: it changes with every keystroke, and it is indexed once the
+/// user completes in another one.
+fn index_other_documents(
+    server: &TandemServer,
+    uri: &str,
+    open: &[DocumentSnapshot],
+    roots: &[std::path::PathBuf],
+) {
+    for other in open {
+        if other.uri != uri && server.neighbors.needs(&other.uri, other.version) {
+            server.neighbors.schedule(IndexJob {
+                uri: other.uri.clone(),
+                version: other.version,
+                language_id: other.language_id.clone(),
+                path: from_proto::document_path(&other.uri, roots),
+                text: other.text.clone(),
+            });
+        }
+    }
+}
+
+/// The store's recently edited regions, with the text they are cut from.
+fn recent_regions(
+    server: &TandemServer,
+    uri: &str,
+    open: &[DocumentSnapshot],
+    roots: &[std::path::PathBuf],
+) -> Vec<RecentRegion> {
+    server
+        .documents
+        .recent_edits(RECENT_EDITS_CONSIDERED)
+        .into_iter()
+        .filter_map(|edit| {
+            let document = open.iter().find(|other| other.uri == edit.uri)?;
+            Some(RecentRegion {
+                path: from_proto::document_path(&edit.uri, roots),
+                text: document.text.clone(),
+                line: edit.line,
+                same_document: edit.uri == uri,
+                uri: edit.uri,
+            })
+        })
+        .collect()
+}
+
+/// Recent regions looked at per request; most are skipped (inside the prefix window,
+/// excluded, or over budget), and a few are sent.
+const RECENT_EDITS_CONSIDERED: usize = 8;
+
 /// The request body and what [`build_request`] decided about the code at the cursor,
 /// which post-processing needs again: worked out once per request (the mode may parse
 /// the window).
@@ -192,34 +282,6 @@ struct PreparedRequest {
     request: CompletionRequest,
     language: Option<Language>,
     mode: postprocess::CompletionMode,
-}
-
-/// The smallest tier's context limit (free: 4,000 tokens). Until the server reads the
-/// user's own limit from `/v1/me`, staying under it means no tier refuses the request.
-const FALLBACK_MAX_CONTEXT_TOKENS: u32 = 4_000;
-
-/// Drops whole lines, first from the far end of the prefix, then from the far end of
-/// the suffix, until the pair fits `max_tokens` by the estimate the cloud checks with.
-fn fit_token_budget(mut prefix: String, mut suffix: String, max_tokens: u32) -> (String, String) {
-    let mut total = tokens::estimate(&prefix).saturating_add(tokens::estimate(&suffix));
-    while total > max_tokens {
-        if let Some(newline) = prefix.find('\n') {
-            prefix.drain(..=newline);
-        } else if let Some(newline) = suffix.rfind('\n') {
-            suffix.truncate(newline);
-        } else {
-            // One huge line on each side: keep the text nearest the cursor.
-            let keep = |text: &str| text.chars().count() / 2;
-            let prefix_chars = keep(&prefix);
-            prefix = prefix.chars().skip(prefix_chars).collect();
-            suffix = suffix.chars().take(keep(&suffix)).collect();
-            if prefix.is_empty() && suffix.is_empty() {
-                break;
-            }
-        }
-        total = tokens::estimate(&prefix).saturating_add(tokens::estimate(&suffix));
-    }
-    (prefix, suffix)
 }
 
 /// Step 3: an answer without the network: the cache for exactly this request, or the
@@ -340,44 +402,5 @@ async fn report_cloud_error(
         }
         CloudError::BackingOff(_) => tracing::debug!(%error, "no completion"),
         _ => tracing::warn!(%error, "completion failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[track_caller]
-    fn check(prefix: &str, suffix: &str, max_tokens: u32, expected: &str) {
-        let (prefix, suffix) = fit_token_budget(prefix.to_owned(), suffix.to_owned(), max_tokens);
-        assert!(tokens::estimate(&prefix) + tokens::estimate(&suffix) <= max_tokens);
-        assert_eq!(format!("{prefix}$0{suffix}"), expected);
-    }
-
-    #[test]
-    fn fitting_context_is_untouched() {
-        check(
-            "let a = 1;\nlet b",
-            " = 2;\n",
-            100,
-            "let a = 1;\nlet b$0 = 2;\n",
-        );
-    }
-
-    #[test]
-    fn far_prefix_lines_go_first_then_far_suffix_lines() {
-        // Each `xxxx;\n` line is 3 tokens; `cc` is 1, `dd;\n` 3.
-        let (prefix, suffix) = ("aaaa;\nbbbb;\ncc", "dd;\neeee;\n");
-        check(prefix, suffix, 10, "bbbb;\ncc$0dd;\neeee;\n");
-        check(prefix, suffix, 9, "cc$0dd;\neeee;\n");
-        check(prefix, suffix, 4, "cc$0dd;");
-    }
-
-    #[test]
-    fn a_single_huge_line_keeps_the_text_nearest_the_cursor() {
-        let prefix = "x".repeat(400);
-        let (kept, suffix) = fit_token_budget(prefix, "y".repeat(400), 20);
-        assert!(tokens::estimate(&kept) + tokens::estimate(&suffix) <= 20);
-        assert!(kept.chars().all(|c| c == 'x') && suffix.chars().all(|c| c == 'y'));
     }
 }

@@ -1,5 +1,6 @@
 //! A loopback stand-in for the Tandem cloud: answers `POST /v1/completions` with the
-//! shared `CompletionResponse` JSON and records what it received.
+//! shared `CompletionResponse` JSON and records what it received, and `GET /v1/me` with
+//! a pro-tier user (counted apart, so tests about completions see only completions).
 //!
 //! Minimal HTTP/1.1 on a raw `TcpListener` (keep-alive, `Content-Length` bodies only),
 //! which is all reqwest sends it.
@@ -41,6 +42,7 @@ pub(crate) struct CloudFixture {
     received: Arc<Mutex<Vec<Received>>>,
     /// Requests whose connection the client dropped before the answer was sent.
     aborted: Arc<Mutex<usize>>,
+    me_requests: Arc<Mutex<usize>>,
 }
 
 impl CloudFixture {
@@ -51,6 +53,7 @@ impl CloudFixture {
             reply: Arc::new(Mutex::new(reply)),
             received: Arc::new(Mutex::new(Vec::new())),
             aborted: Arc::new(Mutex::new(0)),
+            me_requests: Arc::new(Mutex::new(0)),
         };
         let serving = fixture.clone();
         tokio::spawn(async move {
@@ -67,6 +70,11 @@ impl CloudFixture {
 
     pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// How many `GET /v1/me` requests arrived.
+    pub(crate) fn me_requests(&self) -> usize {
+        *self.me_requests.lock().unwrap()
     }
 
     /// How many requests were abandoned by the client mid-answer (connection closed).
@@ -141,6 +149,28 @@ impl CloudFixture {
             let mut body = vec![0u8; content_length];
             if socket.read_exact(&mut body).await.is_err() {
                 return;
+            }
+            if request_line.starts_with("GET /v1/me ") {
+                *self.me_requests.lock().unwrap() += 1;
+                let json = json!({
+                    "user": {"id": "u1", "email": "dev@localhost"},
+                    "tier": "pro",
+                    "max_context_tokens": 16_000,
+                })
+                .to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+                    json.len()
+                );
+                if socket
+                    .get_mut()
+                    .write_all(response.as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
             }
             let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             self.received.lock().unwrap().push(Received {

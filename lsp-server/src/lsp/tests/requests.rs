@@ -285,3 +285,41 @@ async fn closed_documents_are_forgotten() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_tier_budget_is_read_at_start_and_the_local_cap_applies() {
+    let cloud = CloudFixture::start(Reply::Text("x")).await;
+    let server = TestServer::start(
+        json!({"server": cloud.url, "apiKey": "tdm_test_key_0123456789", "maxContextTokens": 40}),
+        json!({}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cloud.me_requests() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET /v1/me never came"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut text = String::new();
+    for line in 0..100 {
+        text.push_str(&format!("let value_{line} = compute({line});\n"));
+    }
+    server.open(URI, &text).await;
+    server
+        .request("textDocument/inlineCompletion", at(100, 0))
+        .await;
+    let received = &cloud.received()[0].body;
+    let request: tandem_shared::CompletionRequest =
+        serde_json::from_value(received.clone()).unwrap();
+    // The tier allows 16,000; the user's own cap of 40 is lower and wins.
+    assert!(request.estimated_tokens() <= 40, "{request:?}");
+    assert!(
+        request.prefix.starts_with("let value_"),
+        "{:?}",
+        request.prefix
+    );
+    assert_eq!(cloud.me_requests(), 1, "read once per credentials");
+    server.shutdown().await;
+}

@@ -1,9 +1,15 @@
-//! What the model sees: the text around the cursor, cut to budget, and the file's path.
+//! What the model sees: the text around the cursor, the parts of this and other open
+//! documents that help ([`assemble`]), all under one token budget, and the file's path.
 //!
-//! Plain functions on `&str` and byte offsets; nothing here knows about LSP.
-//! Budgets are counted in chars and cuts fall on line boundaries so the model never
-//! sees half a line at the far edge of its context. Only the cursor's own line may be
-//! cut mid-line, when it alone is over budget.
+//! Nothing here knows about LSP. The functions in this file make the first, char-based
+//! cut: budgets in chars and cuts on line boundaries, so the model never sees half a
+//! line at the far edge of its context (only the cursor's own line may be cut mid-line,
+//! when it alone is over budget); [`budget`] then fits the result to tokens.
+
+pub(crate) mod assemble;
+pub(crate) mod budget;
+pub(crate) mod neighbors;
+pub(crate) mod similar;
 
 use std::path::{Component, Path, PathBuf};
 
