@@ -30,6 +30,7 @@ pub mod bench_api {
     pub use crate::document::bench::DocumentBench;
 }
 pub(crate) mod lsp;
+pub(crate) mod memory;
 pub(crate) mod postprocess;
 pub(crate) mod privacy;
 pub(crate) mod settings;

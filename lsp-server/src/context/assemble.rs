@@ -250,10 +250,8 @@ fn add_definitions(
     let identifiers = syntax::identifiers_near(&syntax.tree, inputs.text, cursor, IDENTIFIER_LINES);
     for identifier in identifiers {
         for neighbor in inputs.neighbors {
-            let Some(snippets) = neighbor.definitions.get(&identifier) else {
-                continue;
-            };
-            if !allowed(&neighbor.uri) {
+            let snippets = neighbor.definitions.get(&identifier);
+            if snippets.is_empty() || !allowed(&neighbor.uri) {
                 continue;
             }
             for snippet in snippets {
@@ -261,10 +259,10 @@ fn add_definitions(
                     return;
                 }
                 // Already redacted when indexed; visible in the prefix means no news.
-                if prefix.contains(snippet.as_str()) || parts.has_snippet(snippet) {
+                if prefix.contains(snippet) || parts.has_snippet(snippet) {
                     continue;
                 }
-                if let Some(text) = parts.take_redacted(snippet.clone(), 0) {
+                if let Some(text) = parts.take_redacted(snippet.to_owned(), 0) {
                     parts.context.definitions.push(Snippet {
                         path: neighbor.path.clone(),
                         text,

@@ -129,6 +129,7 @@ pub fn run_stdio() -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let code = runtime.block_on(async {
+        crate::memory::spawn_trimmer();
         let (service, socket, exit) = TandemService::new(Environment::from_process())
             .context("cannot start the language server")?;
         let shutdown_requested = service.shutdown_flag();
