@@ -152,22 +152,12 @@ impl CloudFixture {
             }
             if request_line.starts_with("GET /v1/me ") {
                 *self.me_requests.lock().unwrap() += 1;
-                let json = json!({
+                let me = json!({
                     "user": {"id": "u1", "email": "dev@localhost"},
                     "tier": "pro",
                     "max_context_tokens": 16_000,
-                })
-                .to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
-                    json.len()
-                );
-                if socket
-                    .get_mut()
-                    .write_all(response.as_bytes())
-                    .await
-                    .is_err()
-                {
+                });
+                if !write_json(&mut socket, 200, &me).await {
                     return;
                 }
                 continue;
@@ -202,21 +192,25 @@ impl CloudFixture {
                     json!({"error": {"code": "fixture", "message": format!("fixture status {status}")}}),
                 ),
             };
-            let json = json.to_string();
-            let response = format!(
-                "HTTP/1.1 {status} Fixture\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
-                json.len()
-            );
-            if socket
-                .get_mut()
-                .write_all(response.as_bytes())
-                .await
-                .is_err()
-            {
+            if !write_json(&mut socket, status, &json).await {
                 return;
             }
         }
     }
+}
+
+/// Writes one JSON response; false when the client has gone.
+async fn write_json(socket: &mut BufReader<TcpStream>, status: u16, json: &Value) -> bool {
+    let json = json.to_string();
+    let response = format!(
+        "HTTP/1.1 {status} Fixture\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    socket
+        .get_mut()
+        .write_all(response.as_bytes())
+        .await
+        .is_ok()
 }
 
 fn completion(text: &str) -> Value {
