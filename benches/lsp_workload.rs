@@ -110,6 +110,8 @@ struct BurstOutcome {
     upstream_calls: usize,
     /// From the last keystroke's request being sent to the final suggestion.
     final_latency: Duration,
+    /// From the last keystroke's request being sent to the provider receiving its call.
+    to_provider: Duration,
     stale: usize,
 }
 
@@ -179,9 +181,15 @@ async fn burst(
         }
     }
     lsp.did_close(uri).await?;
+    let calls = bench.provider.requests();
+    let to_provider = calls
+        .last()
+        .map(|call| call.received_at.saturating_duration_since(last_sent))
+        .unwrap_or_default();
     Ok(BurstOutcome {
-        upstream_calls: bench.provider.request_count() - calls_before,
+        upstream_calls: calls.len() - calls_before,
         final_latency,
+        to_provider,
         stale,
     })
 }
@@ -196,16 +204,27 @@ async fn section_burst(bench: &Bench) -> anyhow::Result<()> {
         .await?;
     let mut calls = Vec::new();
     let mut overheads = Vec::new();
+    // The overhead split at the provider: before it (LSP, debounce timer, cloud) and after.
+    let mut before_provider = Vec::new();
+    let mut after_provider = Vec::new();
     let mut stale = 0;
     for run in 0..RUNS {
         let uri = lsp.uri(&format!("src/burst_{run}.rs"));
         let outcome = burst(bench, &lsp, &uri, 40, Duration::from_millis(30)).await?;
         calls.push(outcome.upstream_calls);
         overheads.push(outcome.final_latency.saturating_sub(DEBOUNCE + PROVIDER));
+        before_provider.push(outcome.to_provider.saturating_sub(DEBOUNCE));
+        after_provider.push(
+            outcome
+                .final_latency
+                .saturating_sub(outcome.to_provider + PROVIDER),
+        );
         stale += outcome.stale;
     }
     bench.provider.set_delay(Duration::ZERO);
     overheads.sort();
+    before_provider.sort();
+    after_provider.sort();
     calls.sort();
     println!("## (a) 40-keystroke burst at 30 ms ({RUNS} runs, debounce 75 ms, provider 20 ms)");
     println!(
@@ -218,6 +237,11 @@ async fn section_burst(bench: &Bench) -> anyhow::Result<()> {
         "last keystroke to final suggestion, minus debounce and provider: median {} max {}",
         millis(percentile(&overheads, 0.5)),
         millis(overheads[RUNS - 1])
+    );
+    println!(
+        "of which before the provider (minus debounce): median {}; after it (minus its delay): median {}",
+        millis(percentile(&before_provider, 0.5)),
+        millis(percentile(&after_provider, 0.5))
     );
     println!("stale suggestions shown: {stale}");
     lsp.shutdown_and_exit().await?;

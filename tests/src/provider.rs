@@ -33,6 +33,8 @@ pub struct RecordedRequest {
     pub body: Value,
     /// The body as received, lossily decoded.
     pub raw_body: String,
+    /// When the request (head and body) had arrived, for latency breakdowns.
+    pub received_at: std::time::Instant,
 }
 
 impl RecordedRequest {
@@ -268,6 +270,7 @@ async fn handle(
             .collect(),
         body: parsed.clone().unwrap_or(Value::Null),
         raw_body,
+        received_at: std::time::Instant::now(),
     };
     lock(&shared.requests).push(request.clone());
     shared.request_arrived.notify_waiters();

@@ -88,6 +88,7 @@ async fn forward(
             .collect(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         raw_body: String::from_utf8_lossy(&body).into_owned(),
+        received_at: std::time::Instant::now(),
     });
     let path_and_query = uri
         .path_and_query()

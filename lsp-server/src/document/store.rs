@@ -31,16 +31,21 @@ use crate::syntax::{self, Language};
 ///
 /// A tree pays for itself where the user types: the next request re-parses incrementally
 /// in well under a millisecond instead of from scratch. Elsewhere it is only memory, and
-/// a lot of it: about 5 MiB for a 2,000-line, 70 KB Rust file (measured with the
+/// a lot of it: about 5 MiB for a 2,000-line, 105 KB Rust file (measured with the
 /// workload's `rss` section), against the budget of 22 MiB for 50 such files open,
-/// server included. So edited documents keep their trees, the four most recent of them,
-/// and of the documents only read, just the one most recently asked about (a user
-/// invoking completions without typing there); every other request parses from scratch
-/// and drops the tree.
+/// server included. So edited documents keep their trees, the four most recent of them;
+/// of the documents only read, just the latest one asked about, and only when it is small
+/// ([`UNEDITED_TREE_MAX_BYTES`]). Any other request parses from scratch, uses the tree
+/// and drops it; a document's first edit then starts a kept tree.
 pub const DEFAULT_TREE_CAPACITY: usize = 4;
 
 /// How many documents that were never edited keep a tree, besides the edited ones.
 const UNEDITED_TREE_CAPACITY: usize = 1;
+
+/// The largest document that keeps a tree without being edited. Repeated requests in a
+/// small file (a cache hit is a fraction of a millisecond) should not pay a parse each,
+/// while a tree costs about 50 bytes per byte of source: this one about 800 KiB at most.
+const UNEDITED_TREE_MAX_BYTES: usize = 16 * 1024;
 
 /// How many recently edited regions the store remembers, over all documents.
 const RECENT_EDITS_CAPACITY: usize = 16;
@@ -377,10 +382,15 @@ impl DocumentStore {
         if let Some(document) = documents.open.get_mut(uri) {
             if document.revision == revision {
                 match &parsed {
-                    Some(tree) => {
+                    Some(tree)
+                        if document.edited
+                            || document.text.len_bytes() <= UNEDITED_TREE_MAX_BYTES =>
+                    {
                         document.tree = Some(tree.clone());
                         document.stale = false;
                     }
+                    // Used by this request only, then dropped.
+                    Some(_) => crate::memory::note_freed(),
                     None => {
                         tracing::debug!(uri, "parse failed or timed out; text-only context");
                         document.parse_failed = true;
@@ -1186,12 +1196,13 @@ mod tests {
     fn full_text_changes_drop_the_tree() {
         let store = DocumentStore::new();
         store.open("file:///a.py", "python", 1, "x = 1\n");
+        type_a_line(&store, "file:///a.py", 2);
         assert!(store.syntax_tree("file:///a.py").is_some());
         assert_eq!(store.tree_count(), 1);
         store
             .change(
                 "file:///a.py",
-                2,
+                3,
                 &[ContentChange {
                     range: None,
                     text: "def f():\n    pass\n".into(),
@@ -1238,7 +1249,7 @@ mod tests {
     }
 
     #[test]
-    fn edited_documents_keep_trees_and_read_ones_only_the_latest() {
+    fn edited_documents_keep_trees_and_small_read_ones_only_the_latest() {
         let store = DocumentStore::with_tree_capacity(3);
         let has_tree = |uri: &str| store.snapshot(uri).unwrap().syntax.is_some();
         // Read only: each request parses, and only the latest keeps its tree.
@@ -1249,6 +1260,11 @@ mod tests {
             assert_eq!(store.tree_count(), 1);
         }
         assert!(has_tree("file:///read2.rs") && !has_tree("file:///read0.rs"));
+        // A large read document is parsed for the request, and the tree dropped.
+        let large = "fn f() { let x = 1; }\n".repeat(UNEDITED_TREE_MAX_BYTES / 20);
+        store.open("file:///large.rs", "rust", 1, &large);
+        assert!(store.syntax_tree("file:///large.rs").is_some());
+        assert!(!has_tree("file:///large.rs") && has_tree("file:///read2.rs"));
 
         // Edited: the three most recently used keep theirs.
         for number in 0..5 {
@@ -1270,6 +1286,11 @@ mod tests {
         // An evicted document is parsed again on demand, from scratch.
         assert!(store.syntax_tree("file:///1.rs").is_some());
         assert_eq!(store.tree_count(), 3 + 1);
+
+        // An edited large document keeps its tree.
+        type_a_line(&store, "file:///large.rs", 2);
+        assert!(store.syntax_tree("file:///large.rs").is_some());
+        assert!(has_tree("file:///large.rs"));
     }
 
     #[test]
@@ -1277,6 +1298,7 @@ mod tests {
         let store = DocumentStore::new();
         store.open("file:///a.rs", "rust", 1, "fn a() {}");
         store.open("file:///b.rs", "rust", 1, "fn b() {}");
+        type_a_line(&store, "file:///a.rs", 2);
         assert!(store.syntax_tree("file:///a.rs").is_some());
         let mut snapshots = store.snapshots();
         snapshots.sort_by(|left, right| left.uri.cmp(&right.uri));
@@ -1289,7 +1311,9 @@ mod tests {
     fn closing_a_document_frees_its_tree() {
         let store = DocumentStore::new();
         store.open("file:///a.go", "go", 1, "package a\n");
+        type_a_line(&store, "file:///a.go", 2);
         assert!(store.syntax_tree("file:///a.go").is_some());
+        assert_eq!(store.tree_count(), 1);
         assert!(store.close("file:///a.go"));
         assert_eq!(store.tree_count(), 0);
     }

@@ -14,6 +14,7 @@ mod error;
 mod from_proto;
 mod handlers;
 mod service;
+mod stdio;
 mod tier_budget;
 mod to_proto;
 

@@ -133,7 +133,8 @@ pub fn run_stdio() -> anyhow::Result<u8> {
         let (service, socket, exit) = TandemService::new(Environment::from_process())
             .context("cannot start the language server")?;
         let shutdown_requested = service.shutdown_flag();
-        let server = Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service);
+        let server =
+            Server::new(super::stdio::input(), super::stdio::output(), socket).serve(service);
         let code = tokio::select! {
             () = server => {
                 // stdin closed without `exit`: fine after `shutdown`, abnormal before.
@@ -143,7 +144,8 @@ pub fn run_stdio() -> anyhow::Result<u8> {
         };
         anyhow::Ok(code)
     })?;
-    // tokio's stdin reader is a blocking thread stuck in `read`; do not wait for it.
+    // When stdin is not a pipe or socket, tokio's reader is a blocking thread stuck in
+    // `read`; do not wait for it.
     runtime.shutdown_background();
     tracing::info!(code, "language server stopped");
     Ok(code)

@@ -46,7 +46,8 @@ pub(crate) enum Trigger {
 /// 1. snapshot the document and supersede older requests of `stream` for it;
 /// 2. [`build_request`]: the context from this and other open documents, cut to budget;
 /// 3. [`local_answer`]: the cache, or typing-through the suggestion on screen;
-/// 4. debounce an [`Trigger::Automatic`] request;
+/// 4. debounce an [`Trigger::Automatic`] request (the pause counts from the request's
+///    arrival, so steps 1–3 take none of the user's time);
 /// 5. [`call_cloud`], shared with identical requests in flight;
 /// 6. [`finish_suggestion`]: drop a stale answer, remember what is shown.
 ///
@@ -64,6 +65,9 @@ pub(crate) async fn suggest(
     stream: Stream,
     trigger: Trigger,
 ) -> Result<Option<Suggestion>, HandlerError> {
+    // The debounce counts from the keystroke's request, so building the context below
+    // happens during the pause rather than after it.
+    let arrived = tokio::time::Instant::now();
     // Parses if the tree is stale (incrementally, outside the store's lock): scopes,
     // imports and the identifiers to look up need it.
     let snapshot = server.documents.snapshot_with_syntax(uri)?;
@@ -104,7 +108,7 @@ pub(crate) async fn suggest(
                 tracing::debug!("superseded while debouncing");
                 return Ok(None);
             }
-            () = tokio::time::sleep(config.limits.debounce) => {}
+            () = tokio::time::sleep_until(arrived + config.limits.debounce) => {}
         }
         // Typed on without asking again: the answer would be stale, so do not ask.
         if server.documents.version(uri) != Some(snapshot.version) {
