@@ -67,8 +67,18 @@ pub enum UsersCommand {
         /// The user's email; unique.
         #[arg(long)]
         email: String,
-        /// free, pro or enterprise.
+        /// A tier of the configuration (by default free, pro or enterprise).
         #[arg(long, default_value = "free")]
+        tier: String,
+    },
+    /// Move a user to another tier. Running servers apply it within the key cache's
+    /// lifetime (`auth.key_cache_ttl_secs`, 5 s by default).
+    SetTier {
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// A tier of the configuration.
+        #[arg(long)]
         tier: String,
     },
 }
@@ -95,6 +105,20 @@ pub enum KeysCommand {
         /// The key's id.
         id: String,
     },
+}
+
+/// `name` as a tier the configuration defines.
+fn configured_tier(config: &Config, name: &str) -> anyhow::Result<Tier> {
+    let tier: Tier = name.parse()?;
+    let tiers = config.tiers()?;
+    if tiers.get(&tier).is_none() {
+        let known: Vec<&str> = tiers.all().map(|policy| policy.name.as_str()).collect();
+        anyhow::bail!(
+            "unknown tier `{tier}`: the configuration defines {}",
+            known.join(", ")
+        );
+    }
+    Ok(tier)
 }
 
 /// Runs a parsed command line.
@@ -124,7 +148,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             run_migrate(&pool, dry_run).await
         }
         Command::Users(UsersCommand::Create { email, tier }) => {
-            let tier: Tier = tier.parse()?;
+            let tier = configured_tier(&config, &tier)?;
             validate_email(&email)?;
             let pool = open_migrated(database).await?;
             let user = users::create(&pool, &email, tier).await?;
@@ -134,6 +158,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "created user {} (tier {}, id {})",
                 user.email, user.tier, user.id
             )?;
+            Ok(())
+        }
+        Command::Users(UsersCommand::SetTier { email, tier }) => {
+            let tier = configured_tier(&config, &tier)?;
+            let pool = open_migrated(database).await?;
+            let user = users::set_tier(&pool, &email, &tier).await?;
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "user {} is now on tier {}", user.email, user.tier)?;
             Ok(())
         }
         Command::Keys(KeysCommand::Create { email, name }) => {

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::Deserialize;
-use tandem_shared::Tier;
 use url::Url;
 
 use crate::prompt::Family;
+use crate::tiers::Tiers;
 
 /// Address `serve` listens on when neither flag, environment nor file names one.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8787";
@@ -46,50 +46,49 @@ pub struct Config {
     /// provider answers.
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
-    /// Per-tier limits, `[tiers.<name>]` with `<name>` one of `free`, `pro`,
-    /// `enterprise`. A tier or key left out keeps its default.
+    /// Tiers, `[tiers.<name>]`: the defaults `free`, `pro` and `enterprise`, whose keys
+    /// left out keep their default values, and any tier the deployment adds.
     #[serde(default)]
     pub tiers: BTreeMap<String, TierConfig>,
 }
 
-/// Default `max_context_tokens` of the `free` tier.
-pub const DEFAULT_FREE_MAX_CONTEXT_TOKENS: u32 = 4_000;
-/// Default `max_context_tokens` of the `pro` tier.
-pub const DEFAULT_PRO_MAX_CONTEXT_TOKENS: u32 = 16_000;
-/// Default `max_context_tokens` of the `enterprise` tier.
-pub const DEFAULT_ENTERPRISE_MAX_CONTEXT_TOKENS: u32 = 32_000;
-
-/// One `[tiers.<name>]` table: overrides of that tier's limits. Every key is optional;
-/// more limits (quotas, rate limits, allowed providers) join this table later.
+/// One `[tiers.<name>]` table (see [`crate::tiers`]): every key is optional for the
+/// default tiers (`free`, `pro`, `enterprise`), whose defaults fill the rest, and required
+/// for a tier the deployment adds.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
+    /// Requests per clock hour (UTC). Defaults: free 50, pro 500, enterprise 5000.
+    #[serde(default)]
+    pub requests_per_hour: Option<u32>,
+    /// Requests per day (UTC). Defaults: free 200, pro 2000, enterprise 20000.
+    #[serde(default)]
+    pub requests_per_day: Option<u32>,
+    /// Requests per minute at the fastest (a GCRA burst limit); 0 = none.
+    /// Defaults: free 20, pro 120, enterprise 0.
+    #[serde(default)]
+    pub burst_per_minute: Option<u32>,
+    /// Prompt plus completion tokens per day (UTC).
+    /// Defaults: free 400000, pro 8000000, enterprise 100000000.
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    /// Largest document a request may be about, in MiB. Defaults: 1, 10, 100.
+    #[serde(default)]
+    pub max_file_size_mb: Option<u32>,
     /// Most context a completion request may carry, in tokens as estimated by
     /// `tandem_shared::tokens::estimate` over the prefix, the suffix and every context
     /// part. Larger requests are refused; `GET /v1/me` reports it so the language server
     /// cuts its context to fit. Defaults: free 4000, pro 16000, enterprise 32000.
     #[serde(default)]
     pub max_context_tokens: Option<u32>,
-}
-
-/// A tier's limits with the defaults applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TierLimits {
-    /// See [`TierConfig::max_context_tokens`].
-    pub max_context_tokens: u32,
-}
-
-impl TierLimits {
-    /// The built-in limits of `tier`.
-    pub fn defaults(tier: Tier) -> TierLimits {
-        TierLimits {
-            max_context_tokens: match tier {
-                Tier::Free => DEFAULT_FREE_MAX_CONTEXT_TOKENS,
-                Tier::Pro => DEFAULT_PRO_MAX_CONTEXT_TOKENS,
-                Tier::Enterprise => DEFAULT_ENTERPRISE_MAX_CONTEXT_TOKENS,
-            },
-        }
-    }
+    /// `[[providers]]` names or provider kinds (`ollama`, `local`, `openai`, `anthropic`,
+    /// `google`) this tier may use; `["*"]` for all.
+    #[serde(default)]
+    pub providers: Option<Vec<String>>,
+    /// Features this tier may use (`inline_completion`, `chat`, `explanation`,
+    /// `code_actions`); `["*"]` for all.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
 }
 
 /// `[limits]`: what a single request may cost the server.
@@ -142,12 +141,14 @@ pub struct ProviderConfig {
     /// Which wire format the provider speaks.
     pub kind: ProviderKind,
     /// Base URL as the vendor's SDK takes it: `http://localhost:11434` for Ollama,
-    /// `https://api.openai.com/v1` for OpenAI. Required for `ollama` and `openai`, not
+    /// `https://api.openai.com/v1` for OpenAI, `https://api.anthropic.com` for Anthropic,
+    /// `https://generativelanguage.googleapis.com` for Google. Required for `ollama` and
+    /// `openai`; `anthropic` and `google` default to the vendor's public endpoint; not
     /// allowed for `local`. Not secret; must not carry credentials.
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Model name sent to the provider. Required for `ollama` and `openai`; for `local` it
-    /// is only a label (default `local`).
+    /// Model name sent to the provider. Required for every kind but `local`, where it is
+    /// only a label (default `local`).
     #[serde(default)]
     pub model: Option<String>,
     /// OpenAI endpoint family; only for `kind = "openai"`. Default `completions`.
@@ -155,7 +156,9 @@ pub struct ProviderConfig {
     pub endpoint: Option<OpenAiEndpoint>,
     /// NAME of the environment variable holding the provider's API key (the key itself
     /// never goes in this file). Read once at start; a missing variable stops the start.
-    /// Sent as `Authorization: Bearer <key>`. Not for `local`.
+    /// Sent as `Authorization: Bearer <key>` (`ollama`, `openai`), `x-api-key`
+    /// (`anthropic`) or `x-goog-api-key` (`google`, never in the URL). Required for
+    /// `anthropic` and `google`; not for `local`.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// Time the provider gets to answer one completion, in milliseconds. Default 30000.
@@ -165,8 +168,8 @@ pub struct ProviderConfig {
     /// `auto` (default: the family detected from `model`, none for unknown models),
     /// `none` (prefix as the prompt, suffix in the vendor's `suffix` field), or a family:
     /// `starcoder`, `starcoder2`, `codellama`, `deepseek-coder`, `qwen`, `codestral`.
-    /// With a family the whole prompt is rendered here and sent raw. Not for `local` or
-    /// `endpoint = "chat"` (chat models get an instruction prompt).
+    /// With a family the whole prompt is rendered here and sent raw. Not for `local`,
+    /// `anthropic`, `google` or `endpoint = "chat"` (chat models get an instruction prompt).
     #[serde(default)]
     pub template: Option<TemplateSetting>,
 }
@@ -225,7 +228,7 @@ impl ProviderConfig {
     /// and suffix in the vendor's own fields (or an instruction prompt, for chat).
     pub fn fim_family(&self) -> Option<Family> {
         let templated = match self.kind {
-            ProviderKind::Local => false,
+            ProviderKind::Local | ProviderKind::Anthropic | ProviderKind::Google => false,
             ProviderKind::Ollama => true,
             ProviderKind::OpenAi => self.endpoint() == OpenAiEndpoint::Completions,
         };
@@ -247,6 +250,10 @@ pub enum ProviderKind {
     Ollama,
     /// Any OpenAI-compatible server (`/completions` or `/chat/completions`).
     OpenAi,
+    /// Anthropic's Messages API (`/v1/messages`).
+    Anthropic,
+    /// Google's Gemini API (`/v1beta/models/{model}:generateContent`).
+    Google,
     /// The built-in, offline repetition completer.
     Local,
 }
@@ -256,8 +263,38 @@ impl ProviderKind {
         match self {
             ProviderKind::Ollama => "ollama",
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Google => "google",
             ProviderKind::Local => "local",
         }
+    }
+
+    /// The vendor's public endpoint, used when `base_url` is left out; `None` for kinds
+    /// that have no single public endpoint (Ollama and OpenAI-compatible servers run
+    /// anywhere) or no network at all.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+            ProviderKind::Google => Some("https://generativelanguage.googleapis.com"),
+            ProviderKind::Ollama | ProviderKind::OpenAi | ProviderKind::Local => None,
+        }
+    }
+
+    /// Whether the vendor refuses every request without a key, so a provider of this kind
+    /// without `api_key_env` is a configuration mistake caught at start-up.
+    pub fn requires_api_key(self) -> bool {
+        matches!(self, ProviderKind::Anthropic | ProviderKind::Google)
+    }
+
+    /// Whether the provider is asked over the network (everything but `local`).
+    fn is_network(self) -> bool {
+        self != ProviderKind::Local
+    }
+
+    /// Whether the provider gets a chat instruction prompt whatever its settings, so a
+    /// fill-in-the-middle `template` means nothing to it.
+    fn is_chat_only(self) -> bool {
+        matches!(self, ProviderKind::Anthropic | ProviderKind::Google)
     }
 }
 
@@ -302,17 +339,9 @@ fn default_key_cache_ttl_secs() -> u64 {
 }
 
 impl Config {
-    /// The limits of `tier`: its `[tiers.<name>]` overrides over the defaults.
-    pub fn tier_limits(&self, tier: Tier) -> TierLimits {
-        let defaults = TierLimits::defaults(tier);
-        let Some(config) = self.tiers.get(tier.as_str()) else {
-            return defaults;
-        };
-        TierLimits {
-            max_context_tokens: config
-                .max_context_tokens
-                .unwrap_or(defaults.max_context_tokens),
-        }
+    /// The deployment's tiers: the `[tiers.<name>]` tables over the defaults.
+    pub fn tiers(&self) -> Result<Tiers, ConfigError> {
+        Tiers::resolve(&self.tiers, &self.providers)
     }
 
     /// Reads, parses and validates a config file.
@@ -365,16 +394,7 @@ impl Config {
                 ));
             }
         }
-        for (name, tier) in &self.tiers {
-            if let Err(error) = name.parse::<Tier>() {
-                return invalid(format!("[tiers.{name}]: {error}"));
-            }
-            if tier.max_context_tokens == Some(0) {
-                return invalid(format!(
-                    "tiers.{name}.max_context_tokens must be at least 1"
-                ));
-            }
-        }
+        self.tiers()?;
         let mut names = HashSet::new();
         for (index, provider) in self.providers.iter().enumerate() {
             let at = format!("providers[{index}]");
@@ -386,9 +406,9 @@ impl Config {
                 return invalid(format!("provider name `{name}` is used more than once"));
             }
             let at = format!("provider `{name}`");
-            let network = provider.kind != ProviderKind::Local;
+            let network = provider.kind.is_network();
             match (&provider.base_url, network) {
-                (None, true) => {
+                (None, true) if provider.kind.default_base_url().is_none() => {
                     return invalid(format!(
                         "{at}: base_url is required for kind `{}`",
                         provider.kind.as_str()
@@ -398,7 +418,7 @@ impl Config {
                     return invalid(format!("{at}: base_url is not used by kind `local`"))
                 }
                 (Some(base_url), true) => validate_base_url(&at, base_url)?,
-                (None, false) => {}
+                (None, _) => {}
             }
             match &provider.model {
                 Some(model) if model.trim().is_empty() => {
@@ -415,6 +435,13 @@ impl Config {
             if provider.endpoint.is_some() && provider.kind != ProviderKind::OpenAi {
                 return invalid(format!(
                     "{at}: endpoint is only allowed for kind `openai` (this one is `{}`)",
+                    provider.kind.as_str()
+                ));
+            }
+            if provider.api_key_env.is_none() && provider.kind.requires_api_key() {
+                return invalid(format!(
+                    "{at}: api_key_env is required for kind `{}`: set it to the NAME of the \
+                     environment variable holding the API key",
                     provider.kind.as_str()
                 ));
             }
@@ -439,6 +466,14 @@ impl Config {
             if let Some(family) = provider.template.and_then(TemplateSetting::family) {
                 if !network {
                     return invalid(format!("{at}: template is not used by kind `local`"));
+                }
+                if provider.kind.is_chat_only() {
+                    return invalid(format!(
+                        "{at}: template `{}` is not used by kind `{}` (its models get an \
+                         instruction prompt); remove it",
+                        family.as_str(),
+                        provider.kind.as_str()
+                    ));
                 }
                 if provider.kind == ProviderKind::OpenAi
                     && provider.endpoint() == OpenAiEndpoint::Chat
@@ -549,7 +584,21 @@ mod tests {
     #[test]
     fn shipped_example_is_valid() {
         let config = Config::parse_str(include_str!("../config.example.toml")).unwrap();
-        assert_eq!(config.providers.len(), 3);
+        let kinds: Vec<ProviderKind> = config
+            .providers
+            .iter()
+            .map(|provider| provider.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ProviderKind::Ollama,
+                ProviderKind::OpenAi,
+                ProviderKind::Anthropic,
+                ProviderKind::Google,
+                ProviderKind::Local
+            ]
+        );
         assert_eq!(config.providers[0].name, "ollama");
     }
 
@@ -568,8 +617,8 @@ mod tests {
     fn mistyped_values_are_refused() {
         check_invalid("bind = \"localhost\"", "invalid socket address");
         check_invalid(
-            "[[providers]]\nname=\"a\"\nkind=\"anthropic\"",
-            "unknown variant `anthropic`",
+            "[[providers]]\nname=\"a\"\nkind=\"mistral\"",
+            "unknown variant `mistral`",
         );
         check_invalid("[limits]\nmax_body_bytes = -1", "invalid value");
     }
@@ -633,6 +682,49 @@ mod tests {
             "[[providers]]\nname=\"p\"\nkind=\"openai\"\nbase_url=\"http://x\"\nmodel=\"\"",
             "model must not be empty",
         );
+    }
+
+    #[test]
+    fn anthropic_and_google_default_their_base_url_and_need_a_key() {
+        for kind in [ProviderKind::Anthropic, ProviderKind::Google] {
+            let kind_name = kind.as_str();
+            let config = Config::parse_str(&format!(
+                "[[providers]]\nname=\"p\"\nkind=\"{kind_name}\"\nmodel=\"m\"\napi_key_env=\"KEY\""
+            ))
+            .unwrap();
+            assert_eq!(config.providers[0].kind, kind);
+            assert_eq!(config.providers[0].base_url, None);
+            assert!(kind.default_base_url().is_some());
+            // Chat models: no fill-in-the-middle template, whatever the model is called.
+            assert_eq!(config.providers[0].fim_family(), None);
+            check_invalid(
+                &format!("[[providers]]\nname=\"claude\"\nkind=\"{kind_name}\"\nmodel=\"m\""),
+                &format!("provider `claude`: api_key_env is required for kind `{kind_name}`"),
+            );
+            check_invalid(
+                &format!("[[providers]]\nname=\"p\"\nkind=\"{kind_name}\"\napi_key_env=\"KEY\""),
+                &format!("model is required for kind `{kind_name}`"),
+            );
+            check_invalid(
+                &format!(
+                    "[[providers]]\nname=\"p\"\nkind=\"{kind_name}\"\nmodel=\"m\"\napi_key_env=\"KEY\"\nbase_url=\"http://u:p@x\""
+                ),
+                "must not contain credentials",
+            );
+            check_invalid(
+                &format!(
+                    "[[providers]]\nname=\"p\"\nkind=\"{kind_name}\"\nmodel=\"m\"\napi_key_env=\"KEY\"\ntemplate=\"qwen\""
+                ),
+                &format!("template `qwen` is not used by kind `{kind_name}`"),
+            );
+            check_invalid(
+                &format!(
+                    "[[providers]]\nname=\"p\"\nkind=\"{kind_name}\"\nmodel=\"m\"\napi_key_env=\"KEY\"\nendpoint=\"chat\""
+                ),
+                "endpoint is only allowed for kind `openai`",
+            );
+        }
+        assert_eq!(ProviderKind::Ollama.default_base_url(), None);
     }
 
     #[test]
@@ -738,37 +830,50 @@ mod tests {
 
     #[test]
     fn tiers_default_and_override_one_key_at_a_time() {
+        let context = |config: &Config, tier: tandem_shared::Tier| {
+            config
+                .tiers()
+                .unwrap()
+                .get(&tier)
+                .unwrap()
+                .max_context_tokens
+        };
+        use tandem_shared::Tier;
         let config = Config::default();
-        assert_eq!(config.tier_limits(Tier::Free).max_context_tokens, 4_000);
-        assert_eq!(config.tier_limits(Tier::Pro).max_context_tokens, 16_000);
-        assert_eq!(
-            config.tier_limits(Tier::Enterprise).max_context_tokens,
-            32_000
-        );
+        assert_eq!(context(&config, Tier::free()), 4_000);
+        assert_eq!(context(&config, Tier::pro()), 16_000);
+        assert_eq!(context(&config, Tier::enterprise()), 32_000);
         let config =
             Config::parse_str("[tiers.free]\nmax_context_tokens = 2000\n[tiers.pro]\n").unwrap();
-        assert_eq!(config.tier_limits(Tier::Free).max_context_tokens, 2_000);
-        assert_eq!(config.tier_limits(Tier::Pro).max_context_tokens, 16_000);
-        assert_eq!(
-            config.tier_limits(Tier::Enterprise).max_context_tokens,
-            32_000
-        );
+        assert_eq!(context(&config, Tier::free()), 2_000);
+        assert_eq!(context(&config, Tier::pro()), 16_000);
+        assert_eq!(context(&config, Tier::enterprise()), 32_000);
     }
 
     #[test]
     fn tiers_are_checked() {
         check_invalid(
             "[tiers.gold]\nmax_context_tokens = 1",
-            "[tiers.gold]: unknown tier `gold`",
+            "tiers.gold.requests_per_hour is missing",
         );
         check_invalid(
             "[tiers.free]\nmax_context_tokens = 0",
             "tiers.free.max_context_tokens must be at least 1",
         );
         check_invalid(
-            "[tiers.free]\nrequests_per_hour = 5",
-            "unknown field `requests_per_hour`",
+            "[tiers.free]\nrequests_per_minute = 5",
+            "unknown field `requests_per_minute`",
         );
         check_invalid("[tiers.free]\nmax_context_tokens = -1", "invalid value");
+        check_invalid(
+            "[tiers.free]\nproviders = [\"gpt\"]",
+            "`gpt` is neither a [[providers]] name",
+        );
+        // A tier may name a configured provider.
+        Config::parse_str(
+            "[[providers]]\nname=\"gpt\"\nkind=\"openai\"\nbase_url=\"http://x\"\nmodel=\"m\"\n\
+             [tiers.free]\nproviders = [\"gpt\"]",
+        )
+        .unwrap();
     }
 }

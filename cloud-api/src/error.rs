@@ -6,9 +6,43 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{SecondsFormat, Utc};
 use tandem_shared::{ErrorBody, ErrorCode, Tier};
 
 use crate::providers::ProviderError;
+use crate::rate_limit::{Limit, Rejection};
+use crate::tiers::Feature;
+
+fn upgrade_hint(required_tier: Option<&Tier>) -> String {
+    match required_tier {
+        Some(tier) => format!("; tier `{tier}` does"),
+        None => String::new(),
+    }
+}
+
+fn rate_limit_message(rejection: &Rejection, tier: &Tier) -> String {
+    let when = rejection
+        .reset_at
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    match rejection.limit {
+        Limit::Burst => format!(
+            "too many requests in a short time: tier `{tier}` allows {} per minute; retry in {} s",
+            rejection.limit_value, rejection.retry_after_secs
+        ),
+        Limit::RequestsPerHour => format!(
+            "hourly quota used: tier `{tier}` allows {} requests per hour; it resets at {when}",
+            rejection.limit_value
+        ),
+        Limit::RequestsPerDay => format!(
+            "daily quota used: tier `{tier}` allows {} requests per day; it resets at {when}",
+            rejection.limit_value
+        ),
+        Limit::TokensPerDay => format!(
+            "daily token budget used: tier `{tier}` allows {} tokens per day; it resets at {when}",
+            rejection.limit_value
+        ),
+    }
+}
 
 /// Everything a handler or extractor can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +77,41 @@ pub enum AppError {
     ContextTooLarge {
         estimated_tokens: u32,
         limit: u32,
+        tier: Tier,
+    },
+    /// The caller's tier does not include the feature the endpoint serves.
+    #[error(
+        "tier `{tier}` does not include {feature}{}",
+        upgrade_hint(required_tier.as_ref())
+    )]
+    FeatureNotAllowed {
+        feature: Feature,
+        tier: Tier,
+        required_tier: Option<Tier>,
+    },
+    /// None of the providers that would answer is allowed for the caller's tier.
+    #[error("no model provider configured here is available to tier `{tier}`{}", upgrade_hint(required_tier.as_ref()))]
+    ProviderNotAllowed {
+        tier: Tier,
+        required_tier: Option<Tier>,
+    },
+    /// The document the request is about is over the tier's `max_file_size_mb`.
+    #[error(
+        "the document is {size} bytes, over the limit of {limit_mb} MiB (max_file_size_mb) \
+         for tier `{tier}`"
+    )]
+    FileTooLarge {
+        size: u64,
+        limit_mb: u32,
+        tier: Tier,
+    },
+    /// The user's tier is not defined by this server's configuration.
+    #[error("tier `{0}` is not defined on this server; ask an administrator to move the account to another tier")]
+    UnknownTier(Tier),
+    /// A rate limit or quota refused the request.
+    #[error("{}", rate_limit_message(.rejection, tier))]
+    RateLimited {
+        rejection: Box<Rejection>,
         tier: Tier,
     },
     /// The model provider failed; the variant decides 502, 503 or 504.
@@ -80,6 +149,11 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             AppError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             AppError::ContextTooLarge { .. } => ErrorCode::ContextTooLarge,
+            AppError::FeatureNotAllowed { .. }
+            | AppError::ProviderNotAllowed { .. }
+            | AppError::UnknownTier(_) => ErrorCode::Forbidden,
+            AppError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Provider(error) => error.code(),
             // The shared code for "the service is not ready" (see ErrorCode's docs).
             AppError::NotReady { .. } => ErrorCode::ProviderUnavailable,
@@ -124,8 +198,57 @@ impl IntoResponse for AppError {
                 tracing::debug!(status = status.as_u16(), error = %other, "request refused");
             }
         }
-        let body = ErrorBody::new(self.code(), self.public_message());
+        let mut body = ErrorBody::new(self.code(), self.public_message());
+        let detail = &mut body.error;
+        match &self {
+            AppError::ContextTooLarge { limit, tier, .. } => {
+                detail.tier = Some(tier.to_string());
+                detail.limit = Some("max_context_tokens".to_owned());
+                detail.limit_value = Some(u64::from(*limit));
+            }
+            AppError::FeatureNotAllowed {
+                feature,
+                tier,
+                required_tier,
+            } => {
+                detail.tier = Some(tier.to_string());
+                detail.feature = Some(feature.as_str().to_owned());
+                detail.required_tier = required_tier.as_ref().map(Tier::to_string);
+            }
+            AppError::ProviderNotAllowed {
+                tier,
+                required_tier,
+            } => {
+                detail.tier = Some(tier.to_string());
+                detail.required_tier = required_tier.as_ref().map(Tier::to_string);
+            }
+            AppError::FileTooLarge { limit_mb, tier, .. } => {
+                detail.tier = Some(tier.to_string());
+                detail.limit = Some("max_file_size_mb".to_owned());
+                detail.limit_value = Some(u64::from(*limit_mb));
+            }
+            AppError::RateLimited { rejection, tier } => {
+                detail.tier = Some(tier.to_string());
+                detail.limit = Some(rejection.limit.key().to_owned());
+                detail.limit_value = Some(rejection.limit_value);
+                detail.retry_after_secs = Some(rejection.retry_after_secs);
+                detail.reset_at = Some(
+                    rejection
+                        .reset_at
+                        .to_rfc3339_opts(SecondsFormat::Secs, true),
+                );
+            }
+            _ => {}
+        }
         let mut response = (status, Json(body)).into_response();
+        if let AppError::RateLimited { rejection, .. } = &self {
+            let headers = response.headers_mut();
+            headers.insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(rejection.retry_after_secs),
+            );
+            crate::http::quota_headers::insert(headers, &rejection.status, Utc::now());
+        }
         if matches!(self, AppError::PayloadTooLarge { .. }) {
             // The rest of the oversized body is never read, so this connection cannot carry
             // another request; saying so stops pooling clients from reusing it and failing.

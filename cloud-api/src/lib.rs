@@ -14,8 +14,10 @@ pub mod http;
 pub mod keys;
 pub mod prompt;
 pub mod providers;
+pub mod rate_limit;
 pub mod serve;
 pub mod state;
+pub mod tiers;
 
 pub use config::Config;
 pub use http::app;

@@ -9,6 +9,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::SqlitePool;
 use tandem_shared::Tier;
 
+use crate::tiers::Tiers;
+
 use crate::config::Config;
 use crate::db::{self, api_keys, users};
 use crate::http::app;
@@ -48,11 +50,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
 
     let shutdown = shutdown_signal()?;
-    let dev_key = create_dev_user_if_empty(&pool).await?;
+    let dev_key = create_dev_user_if_empty(&pool, &state.tiers).await?;
     {
         let mut stdout = std::io::stdout().lock();
-        if let Some(key) = dev_key {
-            write!(stdout, "{}", dev_settings(&editor_url(address), &key))?;
+        if let Some((key, tier)) = dev_key {
+            write!(
+                stdout,
+                "{}",
+                dev_settings(&editor_url(address), &key, &tier)
+            )?;
         }
         writeln!(stdout, "Listening on http://{address}")?;
         stdout.flush()?;
@@ -68,13 +74,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On first start (no users at all) creates `dev@localhost` with an enterprise tier and a
-/// key, returned so it can be printed once.
-async fn create_dev_user_if_empty(pool: &SqlitePool) -> anyhow::Result<Option<String>> {
+/// On first start (no users at all) creates `dev@localhost` with the top tier (so the
+/// quickstart can use every feature) and a key, returned with the tier so it can be
+/// printed once.
+async fn create_dev_user_if_empty(
+    pool: &SqlitePool,
+    tiers: &Tiers,
+) -> anyhow::Result<Option<(String, Tier)>> {
     if users::count(pool).await? > 0 {
         return Ok(None);
     }
-    let user = users::create(pool, DEV_USER_EMAIL, Tier::Enterprise)
+    let tier = tiers
+        .top()
+        .map_or_else(Tier::enterprise, |policy| policy.name.clone());
+    let user = users::create(pool, DEV_USER_EMAIL, tier.clone())
         .await
         .context("cannot create the development user")?;
     let key = keys::generate();
@@ -82,7 +95,7 @@ async fn create_dev_user_if_empty(pool: &SqlitePool) -> anyhow::Result<Option<St
         .await
         .context("cannot create the development key")?;
     tracing::info!(email = DEV_USER_EMAIL, "created the development user");
-    Ok(Some(key.secret))
+    Ok(Some((key.secret, tier)))
 }
 
 /// The URL editors should use: the bound address, with a wildcard IP replaced by loopback
@@ -97,9 +110,9 @@ fn editor_url(address: SocketAddr) -> String {
 }
 
 /// The first-start announcement: the key and how to configure each editor with it.
-pub fn dev_settings(server: &str, key: &str) -> String {
+pub fn dev_settings(server: &str, key: &str, tier: &Tier) -> String {
     format!(
-        "Created development user {DEV_USER_EMAIL} (tier enterprise).\n\
+        "Created development user {DEV_USER_EMAIL} (tier {tier}).\n\
          API key (shown only once): {key}\n\
          \n\
          VS Code (settings.json):\n\
@@ -164,7 +177,7 @@ mod tests {
 
     #[test]
     fn dev_settings_name_every_editor() {
-        let text = dev_settings("http://127.0.0.1:1", "tdm_k");
+        let text = dev_settings("http://127.0.0.1:1", "tdm_k", &Tier::enterprise());
         assert_eq!(
             text,
             "Created development user dev@localhost (tier enterprise).\n\

@@ -9,7 +9,9 @@ use sqlx::SqlitePool;
 use crate::config::Config;
 use crate::extract::AuthUser;
 use crate::keys::KeyHash;
-use crate::providers::{ProviderRegistry, ProviderSetupError};
+use crate::providers::{Provider, ProviderRegistry, ProviderSetupError};
+use crate::rate_limit::RateLimiter;
+use crate::tiers::{TierPolicy, Tiers};
 
 /// Most keys remembered by the auth cache.
 const KEY_CACHE_CAPACITY: u64 = 10_000;
@@ -25,6 +27,10 @@ pub struct AppState {
     pub providers: Arc<ProviderRegistry>,
     /// Successful key checks by key hash, for `auth.key_cache_ttl_secs`; `None` when 0.
     pub(crate) key_cache: Option<Cache<KeyHash, AuthUser>>,
+    /// The deployment's tiers, resolved from the configuration.
+    pub tiers: Arc<Tiers>,
+    /// Rate limits and quotas of this instance.
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,11 +68,50 @@ impl AppState {
                 .time_to_live(Duration::from_secs(ttl))
                 .build()
         });
+        // `Config::load` validated the tiers already; a configuration built in code that
+        // was not validated gets the defaults, loudly.
+        let tiers = config.tiers().unwrap_or_else(|error| {
+            tracing::error!(%error, "invalid [tiers] configuration; using the default tiers");
+            Tiers::default()
+        });
+        let limiter = RateLimiter::new(&tiers);
         AppState {
             config: Arc::new(config),
             db,
             providers: Arc::new(providers),
             key_cache,
+            tiers: Arc::new(tiers),
+            limiter: Arc::new(limiter),
         }
+    }
+
+    /// The policy of `tier`. A user whose tier the configuration no longer defines may
+    /// do nothing until an admin moves them (`tandem-cloud users set-tier`).
+    pub fn policy(
+        &self,
+        tier: &tandem_shared::Tier,
+    ) -> Result<&TierPolicy, crate::error::AppError> {
+        self.tiers
+            .get(tier)
+            .ok_or_else(|| crate::error::AppError::UnknownTier(tier.clone()))
+    }
+
+    /// The kind (`ollama`, `openai`, ...) of the provider named `name`.
+    pub fn provider_kind(&self, name: &str) -> &str {
+        self.config
+            .providers
+            .iter()
+            .find(|provider| provider.name == name)
+            .map_or("local", |provider| provider.kind.as_str())
+    }
+
+    /// The providers `policy` allows, in configuration order.
+    pub fn allowed_providers<'a>(
+        &'a self,
+        policy: &'a TierPolicy,
+    ) -> impl Iterator<Item = &'a Arc<dyn Provider>> + 'a {
+        self.providers.iter().filter(move |provider| {
+            policy.allows_provider(provider.name(), self.provider_kind(provider.name()))
+        })
     }
 }

@@ -136,8 +136,48 @@ fn admin_errors_exit_1_with_a_message() {
     );
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
-        "error: unknown tier `gold` (expected free, pro or enterprise)"
+        "error: unknown tier `gold`: the configuration defines enterprise, free, pro"
     );
+
+    // Moving a user checks the tier the same way, and needs the user.
+    assert_eq!(
+        run_ok(
+            dir,
+            &[
+                "users",
+                "set-tier",
+                "--email",
+                "a@example.com",
+                "--tier",
+                "pro"
+            ]
+        ),
+        "user a@example.com is now on tier pro\n"
+    );
+    let output = run_failing(
+        dir,
+        &[
+            "users",
+            "set-tier",
+            "--email",
+            "a@example.com",
+            "--tier",
+            "gold",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown tier `gold`"));
+    let output = run_failing(
+        dir,
+        &[
+            "users",
+            "set-tier",
+            "--email",
+            "nobody@example.com",
+            "--tier",
+            "pro",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no user with email"));
 
     let output = run_failing(dir, &["keys", "create", "--email", "nobody@example.com"]);
     assert_eq!(
@@ -157,16 +197,14 @@ fn admin_errors_exit_1_with_a_message() {
 fn migrate_dry_run_lists_then_migrate_applies() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    assert_eq!(
-        run_ok(dir, &["migrate", "--dry-run"]),
-        "pending 0001 init\n"
-    );
+    let pending = "pending 0001 init\npending 0002 tiers as data\n";
+    assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     // A dry run changes nothing.
+    assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     assert_eq!(
-        run_ok(dir, &["migrate", "--dry-run"]),
-        "pending 0001 init\n"
+        run_ok(dir, &["migrate"]),
+        "applied 0001 init\napplied 0002 tiers as data\n"
     );
-    assert_eq!(run_ok(dir, &["migrate"]), "applied 0001 init\n");
     assert_eq!(
         run_ok(dir, &["migrate", "--dry-run"]),
         "no pending migrations\n"

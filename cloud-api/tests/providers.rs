@@ -221,7 +221,7 @@ async fn openai_chat_receives_a_fill_in_the_middle_prompt() {
         json!({
             "model": "test-model",
             "messages": [
-                {"role": "system", "content": tandem_cloud::providers::openai::CHAT_SYSTEM_PROMPT},
+                {"role": "system", "content": tandem_cloud::prompt::chat::SYSTEM_PROMPT},
                 {"role": "user", "content": "Fill in the hole marked <FILL_HERE> in this rust file `src/lib.rs`.\n\nfn add(a: i32) -> i32 { a }\nfn ad<FILL_HERE>\n"}
             ],
             "max_tokens": 128,
@@ -549,4 +549,564 @@ async fn openai_chat_includes_the_context() {
          use std::fmt;\nfn add(a: i32) -> i32 { a }\nfn ad<FILL_HERE>\n"
     );
     assert!(received.get("suffix").is_none(), "{received}");
+}
+
+/// `[[providers]]` TOML for a provider whose key is [`PROVIDER_KEY`].
+fn keyed_provider_toml(kind: &str, base_url: &str) -> String {
+    provider_toml(
+        kind,
+        base_url,
+        &format!("api_key_env = \"{PROVIDER_KEY_ENV}\""),
+    )
+}
+
+/// The user message every chat provider receives for [`completion_body`].
+const CHAT_USER_PROMPT: &str = "Fill in the hole marked <FILL_HERE> in this rust file `src/lib.rs`.\n\nfn add(a: i32) -> i32 { a }\nfn ad<FILL_HERE>\n";
+
+/// The provider error for [`completion_body`], called without the HTTP layer so the
+/// log message (which clients never see) can be checked too.
+async fn provider_error(config: &str) -> tandem_cloud::providers::ProviderError {
+    let app = TestApp::new(config).await;
+    let provider = app.state.providers.primary().unwrap().clone();
+    let request: tandem_shared::CompletionRequest =
+        serde_json::from_value(completion_body()).unwrap();
+    provider
+        .complete(&request)
+        .await
+        .expect_err("the provider call fails")
+}
+
+fn anthropic_success(text: &str) -> Answer {
+    Answer::json(
+        200,
+        json!({
+            "id": "msg_vendor",
+            "type": "message",
+            "role": "assistant",
+            "model": "test-model-20250101",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": {
+                "input_tokens": 40,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": 7
+            }
+        }),
+    )
+}
+
+fn anthropic_error(status: u16, kind: &str, message: &str) -> Answer {
+    Answer::json(
+        status,
+        json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_vendor"}),
+    )
+}
+
+#[tokio::test]
+async fn anthropic_receives_the_messages_wire_format() {
+    let vendor = Vendor::start(anthropic_success("```rust\nd(a: i32) -> i32 { a }\n```")).await;
+    let app = TestApp::new(&keyed_provider_toml("anthropic", &vendor.base_url)).await;
+    let mut body = completion_body();
+    body["max_tokens"] = json!(64);
+    body["temperature"] = json!(0.5);
+    body["stop"] = json!(["}"]);
+    let reply = app.complete(body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let received = vendor.only_request();
+    assert_eq!(received.method, "POST");
+    assert_eq!(received.path, "/v1/messages");
+    assert_eq!(received.header("x-api-key"), Some(PROVIDER_KEY));
+    assert_eq!(received.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(received.content_type.as_deref(), Some("application/json"));
+    // The key travels in x-api-key only.
+    assert_eq!(received.authorization, None);
+    assert_eq!(
+        received.body,
+        json!({
+            "model": "test-model",
+            "max_tokens": 64,
+            "temperature": 0.5,
+            "system": tandem_cloud::prompt::chat::SYSTEM_PROMPT,
+            "messages": [{"role": "user", "content": CHAT_USER_PROMPT}],
+            "stop_sequences": ["}"]
+        })
+    );
+
+    let mut answer = reply.json.clone();
+    answer["id"] = json!("cmpl-X");
+    assert_eq!(
+        answer,
+        json!({
+            "id": "cmpl-X",
+            // The markdown fence the model added is gone.
+            "choices": [{"index": 0, "text": "d(a: i32) -> i32 { a }", "finish_reason": "end_turn"}],
+            "provider": "anthropic",
+            "model": "test-model-20250101",
+            "usage": {"prompt_tokens": 40, "completion_tokens": 7, "total_tokens": 47}
+        })
+    );
+}
+
+#[tokio::test]
+async fn anthropic_gets_defaults_and_no_empty_stop_sequences() {
+    let vendor = Vendor::start(anthropic_success("x")).await;
+    let app = TestApp::new(&keyed_provider_toml(
+        "anthropic",
+        &format!("{}/", vendor.base_url),
+    ))
+    .await;
+    assert_eq!(app.complete(body_with_context()).await.status, 200);
+    let received = vendor.only_request().body;
+    assert_eq!(received["max_tokens"], 128);
+    assert_close(&received["temperature"], 0.2);
+    assert!(received.get("stop_sequences").is_none(), "{received}");
+    assert!(received.get("stream").is_none(), "{received}");
+    // Context reaches Anthropic as it reaches OpenAI's chat endpoint.
+    assert_eq!(
+        received["messages"][0]["content"],
+        "Code from other files of the project, for reference:\n\n\
+         // Path: src/math.rs\npub fn double(x: i32) -> i32 { x * 2 }\n\n\
+         Fill in the hole marked <FILL_HERE> in this rust file `src/lib.rs`.\n\n\
+         use std::fmt;\nfn add(a: i32) -> i32 { a }\nfn ad<FILL_HERE>\n"
+    );
+}
+
+/// Anthropic refuses whitespace-only stop sequences with a 400 ("each stop sequence must
+/// contain non-whitespace"), yet `"\n"` and `"\n\n"` are what editors send for code; the
+/// cloud keeps them back and cuts the answer itself.
+#[tokio::test]
+async fn anthropic_whitespace_stop_sequences_are_applied_by_the_cloud() {
+    let vendor = Vendor::start(anthropic_success("a + b\n\nfn next() {}\n")).await;
+    let app = TestApp::new(&keyed_provider_toml("anthropic", &vendor.base_url)).await;
+    let mut body = completion_body();
+    body["stop"] = json!(["\n\n", "\t", "fn "]);
+    // Anthropic's temperature ends at 1; the cloud API's at 2.
+    body["temperature"] = json!(1.5);
+    let reply = app.complete(body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let received = vendor.only_request().body;
+    assert_eq!(received["stop_sequences"], json!(["fn "]));
+    assert_close(&received["temperature"], 1.0);
+    assert_eq!(reply.json["choices"][0]["text"], "a + b");
+    assert_eq!(reply.json["choices"][0]["finish_reason"], "stop_sequence");
+}
+
+#[tokio::test]
+async fn anthropic_usage_missing_is_estimated() {
+    let vendor = Vendor::start(Answer::json(
+        200,
+        json!({"type": "message", "role": "assistant", "content": [{"type": "text", "text": "abcde"}]}),
+    ))
+    .await;
+    let app = TestApp::new(&keyed_provider_toml("anthropic", &vendor.base_url)).await;
+    let reply = app.complete(completion_body()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json["usage"],
+        json!({"prompt_tokens": 25, "completion_tokens": 2, "total_tokens": 27})
+    );
+    // Without a model in the answer, the configured one is reported.
+    assert_eq!(reply.json["model"], "test-model");
+    assert!(reply.json["choices"][0].get("finish_reason").is_none());
+}
+
+#[tokio::test]
+async fn anthropic_rate_limit_is_503() {
+    let vendor = Vendor::start(anthropic_error(
+        429,
+        "rate_limit_error",
+        "Number of requests has exceeded your per-minute rate limit",
+    ))
+    .await;
+    let config = keyed_provider_toml("anthropic", &vendor.base_url);
+    let app = TestApp::new(&config).await;
+    let message = app
+        .complete(completion_body())
+        .await
+        .assert_error(503, "provider_unavailable");
+    assert_eq!(
+        message,
+        "provider `anthropic` is rate limiting requests (HTTP 429)"
+    );
+    let error = provider_error(&config).await;
+    assert_eq!(
+        error.log_message(),
+        "provider `anthropic` is rate limiting requests (HTTP 429): rate_limit_error: \
+         Number of requests has exceeded your per-minute rate limit"
+    );
+}
+
+#[tokio::test]
+async fn anthropic_overloaded_and_server_errors_are_502() {
+    for (status, kind, message) in [
+        (529, "overloaded_error", "Overloaded"),
+        (500, "api_error", "Internal server error"),
+        (404, "not_found_error", "model: test-model"),
+    ] {
+        let vendor = Vendor::start(anthropic_error(status, kind, message)).await;
+        let config = keyed_provider_toml("anthropic", &vendor.base_url);
+        let reply = TestApp::new(&config)
+            .await
+            .complete(completion_body())
+            .await;
+        let public = reply.assert_error(502, "provider_error");
+        assert_eq!(
+            public,
+            format!("provider `anthropic` returned HTTP {status}")
+        );
+        // The vendor's words go to the log only.
+        assert!(!reply.text.contains(message), "{}", reply.text);
+        let error = provider_error(&config).await;
+        assert_eq!(
+            error.log_message(),
+            format!("provider `anthropic` returned HTTP {status}: {kind}: {message}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn anthropic_key_never_appears_in_errors() {
+    let vendor = Vendor::start(anthropic_error(
+        401,
+        "authentication_error",
+        &format!("invalid x-api-key {PROVIDER_KEY}"),
+    ))
+    .await;
+    let config = keyed_provider_toml("anthropic", &vendor.base_url);
+    let reply = TestApp::new(&config)
+        .await
+        .complete(completion_body())
+        .await;
+    assert_eq!(
+        reply.assert_error(502, "provider_error"),
+        "provider `anthropic` returned HTTP 401"
+    );
+    assert!(!reply.text.contains(PROVIDER_KEY));
+    let error = provider_error(&config).await;
+    for text in [
+        error.public_message(),
+        error.log_message(),
+        format!("{error:?}"),
+    ] {
+        assert!(!text.contains(PROVIDER_KEY), "{text}");
+    }
+    assert!(error
+        .log_message()
+        .ends_with("invalid x-api-key [redacted]"));
+}
+
+#[tokio::test]
+async fn anthropic_unreadable_answers_are_502() {
+    for answer in [
+        Answer::json(200, json!({"unexpected": true})),
+        Answer::json(200, json!({"content": "not a list"})),
+        Answer::raw(200, "{\"content\": [", "application/json"),
+        Answer::raw(200, "<html>gateway</html>", "text/html"),
+    ] {
+        let vendor = Vendor::start(answer).await;
+        let app = TestApp::new(&keyed_provider_toml("anthropic", &vendor.base_url)).await;
+        let message = app
+            .complete(completion_body())
+            .await
+            .assert_error(502, "provider_error");
+        assert_eq!(
+            message,
+            "provider `anthropic` returned an unreadable response"
+        );
+    }
+}
+
+fn google_success(text: &str) -> Answer {
+    Answer::json(
+        200,
+        json!({
+            "candidates": [{
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "finishReason": "STOP",
+                "avgLogprobs": -0.05,
+                "index": 0
+            }],
+            "usageMetadata": {
+                "promptTokenCount": 38,
+                "candidatesTokenCount": 6,
+                "totalTokenCount": 44,
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 38}]
+            },
+            "modelVersion": "test-model-001",
+            "responseId": "vendor-response"
+        }),
+    )
+}
+
+fn google_error(status: u16, state: &str, message: &str) -> Answer {
+    Answer::json(
+        status,
+        json!({"error": {"code": status, "message": message, "status": state}}),
+    )
+}
+
+#[tokio::test]
+async fn google_receives_the_generate_content_wire_format() {
+    let vendor = Vendor::start(google_success("d(a: i32) -> i32 { a }<FILL_HERE>")).await;
+    let app = TestApp::new(&keyed_provider_toml("google", &vendor.base_url)).await;
+    let mut body = completion_body();
+    body["max_tokens"] = json!(64);
+    body["temperature"] = json!(1.5);
+    body["stop"] = json!(["\n\n"]);
+    let reply = app.complete(body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let received = vendor.only_request();
+    assert_eq!(received.method, "POST");
+    assert_eq!(received.path, "/v1beta/models/test-model:generateContent");
+    // The key never goes in the URL, where logs would keep it.
+    assert_eq!(received.query, None);
+    assert_eq!(received.header("x-goog-api-key"), Some(PROVIDER_KEY));
+    assert_eq!(received.authorization, None);
+    assert_eq!(received.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        received.body,
+        json!({
+            "contents": [{"role": "user", "parts": [{"text": CHAT_USER_PROMPT}]}],
+            "systemInstruction": {"parts": [{"text": tandem_cloud::prompt::chat::SYSTEM_PROMPT}]},
+            "generationConfig": {"maxOutputTokens": 64, "temperature": 1.5, "stopSequences": ["\n\n"]}
+        })
+    );
+
+    let mut answer = reply.json.clone();
+    answer["id"] = json!("cmpl-X");
+    assert_eq!(
+        answer,
+        json!({
+            "id": "cmpl-X",
+            // The echoed hole marker is gone.
+            "choices": [{"index": 0, "text": "d(a: i32) -> i32 { a }", "finish_reason": "STOP"}],
+            "provider": "google",
+            "model": "test-model-001",
+            "usage": {"prompt_tokens": 38, "completion_tokens": 6, "total_tokens": 44}
+        })
+    );
+}
+
+#[tokio::test]
+async fn google_model_may_be_named_with_its_models_prefix() {
+    let vendor = Vendor::start(google_success("x")).await;
+    let config = format!(
+        "[[providers]]\nname = \"gemini\"\nkind = \"google\"\nbase_url = \"{}/\"\n\
+         model = \"models/gemini-test\"\napi_key_env = \"{PROVIDER_KEY_ENV}\"\n",
+        vendor.base_url
+    );
+    let app = TestApp::new(&config).await;
+    assert_eq!(app.complete(completion_body()).await.status, 200);
+    let received = vendor.only_request();
+    assert_eq!(received.path, "/v1beta/models/gemini-test:generateContent");
+    assert_eq!(
+        received.body["generationConfig"],
+        json!({"maxOutputTokens": 128, "temperature": 0.2})
+    );
+}
+
+#[tokio::test]
+async fn google_usage_missing_is_estimated() {
+    let vendor = Vendor::start(Answer::json(
+        200,
+        json!({"candidates": [{"content": {"parts": [{"text": "abc"}, {"text": "de"}], "role": "model"}}]}),
+    ))
+    .await;
+    let app = TestApp::new(&keyed_provider_toml("google", &vendor.base_url)).await;
+    let reply = app.complete(completion_body()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["choices"][0]["text"], "abcde");
+    assert_eq!(
+        reply.json["usage"],
+        json!({"prompt_tokens": 25, "completion_tokens": 2, "total_tokens": 27})
+    );
+    assert_eq!(reply.json["model"], "test-model");
+}
+
+#[tokio::test]
+async fn google_blocked_prompt_is_an_empty_completion() {
+    let vendor = Vendor::start(Answer::json(
+        200,
+        json!({
+            "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+            "usageMetadata": {"promptTokenCount": 30, "totalTokenCount": 30}
+        }),
+    ))
+    .await;
+    let app = TestApp::new(&keyed_provider_toml("google", &vendor.base_url)).await;
+    let reply = app.complete(completion_body()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.json["choices"],
+        json!([{"index": 0, "text": "", "finish_reason": "SAFETY"}])
+    );
+    assert_eq!(
+        reply.json["usage"],
+        json!({"prompt_tokens": 30, "completion_tokens": 0, "total_tokens": 30})
+    );
+}
+
+#[tokio::test]
+async fn google_rate_limit_is_503() {
+    let vendor = Vendor::start(google_error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+    ))
+    .await;
+    let config = keyed_provider_toml("google", &vendor.base_url);
+    let message = TestApp::new(&config)
+        .await
+        .complete(completion_body())
+        .await
+        .assert_error(503, "provider_unavailable");
+    assert_eq!(
+        message,
+        "provider `google` is rate limiting requests (HTTP 429)"
+    );
+    assert_eq!(
+        provider_error(&config).await.log_message(),
+        "provider `google` is rate limiting requests (HTTP 429): RESOURCE_EXHAUSTED: \
+         Resource has been exhausted (e.g. check quota)."
+    );
+}
+
+#[tokio::test]
+async fn google_server_errors_are_502() {
+    for (status, state, message) in [
+        (
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded. Please try again later.",
+        ),
+        (500, "INTERNAL", "An internal error has occurred."),
+        (
+            404,
+            "NOT_FOUND",
+            "models/test-model is not found for API version v1beta",
+        ),
+    ] {
+        let vendor = Vendor::start(google_error(status, state, message)).await;
+        let config = keyed_provider_toml("google", &vendor.base_url);
+        let reply = TestApp::new(&config)
+            .await
+            .complete(completion_body())
+            .await;
+        assert_eq!(
+            reply.assert_error(502, "provider_error"),
+            format!("provider `google` returned HTTP {status}")
+        );
+        assert!(!reply.text.contains(message), "{}", reply.text);
+        assert_eq!(
+            provider_error(&config).await.log_message(),
+            format!("provider `google` returned HTTP {status}: {state}: {message}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn google_key_never_appears_in_errors() {
+    let vendor = Vendor::start(google_error(
+        400,
+        "INVALID_ARGUMENT",
+        &format!("API key not valid: {PROVIDER_KEY}"),
+    ))
+    .await;
+    let config = keyed_provider_toml("google", &vendor.base_url);
+    let reply = TestApp::new(&config)
+        .await
+        .complete(completion_body())
+        .await;
+    assert_eq!(
+        reply.assert_error(502, "provider_error"),
+        "provider `google` returned HTTP 400"
+    );
+    assert!(!reply.text.contains(PROVIDER_KEY));
+    let error = provider_error(&config).await;
+    for text in [
+        error.public_message(),
+        error.log_message(),
+        format!("{error:?}"),
+    ] {
+        assert!(!text.contains(PROVIDER_KEY), "{text}");
+    }
+    assert!(error
+        .log_message()
+        .ends_with("API key not valid: [redacted]"));
+}
+
+#[tokio::test]
+async fn google_unreadable_answers_are_502() {
+    for answer in [
+        // Neither candidates nor the feedback explaining their absence.
+        Answer::json(200, json!({"unexpected": true})),
+        Answer::json(200, json!({"candidates": "none"})),
+        Answer::raw(200, "{\"candidates\": [", "application/json"),
+    ] {
+        let vendor = Vendor::start(answer).await;
+        let app = TestApp::new(&keyed_provider_toml("google", &vendor.base_url)).await;
+        let message = app
+            .complete(completion_body())
+            .await
+            .assert_error(502, "provider_error");
+        assert_eq!(message, "provider `google` returned an unreadable response");
+    }
+}
+
+#[tokio::test]
+async fn anthropic_and_google_stall_past_their_timeout_is_504() {
+    for kind in ["anthropic", "google"] {
+        let vendor = Vendor::start(anthropic_success("x").delayed(Duration::from_secs(10))).await;
+        let app = TestApp::new(&format!(
+            "{}timeout_ms = 200\n",
+            keyed_provider_toml(kind, &vendor.base_url)
+        ))
+        .await;
+        let message = app
+            .complete(completion_body())
+            .await
+            .assert_error(504, "provider_timeout");
+        assert_eq!(
+            message,
+            format!("provider `{kind}` did not answer within 200 ms")
+        );
+    }
+}
+
+/// A missing key stops the start (naming the provider and the variable, never a value),
+/// and a config without `api_key_env` is refused before that.
+#[test]
+fn anthropic_and_google_need_their_key() {
+    for kind in ["anthropic", "google"] {
+        let config =
+            tandem_cloud::Config::parse_str(&keyed_provider_toml(kind, "http://x")).unwrap();
+        let error =
+            tandem_cloud::providers::ProviderRegistry::from_config(&config, &|_| None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "provider `{kind}`: environment variable `{PROVIDER_KEY_ENV}` (named by \
+                 api_key_env) is not set"
+            )
+        );
+        let error =
+            tandem_cloud::Config::parse_str(&provider_toml(kind, "http://x", "")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "invalid config: provider `{kind}`: api_key_env is required for kind \
+                 `{kind}`: set it to the NAME of the environment variable holding the API key"
+            )
+        );
+    }
+}
+
+#[track_caller]
+fn assert_close(value: &serde_json::Value, expected: f64) {
+    let actual = value.as_f64().expect("a number");
+    assert!((actual - expected).abs() < 1e-6, "{actual} != {expected}");
 }

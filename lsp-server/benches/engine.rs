@@ -31,6 +31,7 @@ fn request() -> CompletionRequest {
         temperature: None,
         stop: Vec::new(),
         context: Default::default(),
+        file_size: None,
     }
 }
 

@@ -39,7 +39,7 @@ pub enum CloudError {
     Timeout(Duration),
     /// The server answered with an error status.
     #[error("the server answered {status}: {}", .body.error.message)]
-    Server { status: u16, body: ErrorBody },
+    Server { status: u16, body: Box<ErrorBody> },
     /// The server answered 2xx with a body that is not the expected JSON.
     #[error("unreadable answer from the server: {0}")]
     BadResponse(String),
@@ -173,7 +173,7 @@ impl CloudClient {
                 .unwrap_or_else(|_| unreadable_error_body(status.as_u16()));
             return Err(CloudError::Server {
                 status: status.as_u16(),
-                body,
+                body: Box::new(body),
             });
         }
         serde_json::from_slice(&bytes).map_err(|error| CloudError::BadResponse(error.to_string()))
@@ -278,6 +278,7 @@ mod tests {
             temperature: None,
             stop: vec![],
             context: Default::default(),
+            file_size: None,
         }
     }
 

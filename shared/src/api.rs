@@ -29,6 +29,10 @@ pub struct CompletionRequest {
     /// render each provider's own fill-in-the-middle template.
     #[serde(default, skip_serializing_if = "CodeContext::is_empty")]
     pub context: CodeContext,
+    /// Size of the whole document in bytes, so the cloud can apply the tier's file-size
+    /// limit; absent from older clients, then only the body size limit applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
 }
 
 impl CompletionRequest {
@@ -148,6 +152,43 @@ pub struct MeResponse {
     /// request may carry for this user's tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_context_tokens: Option<u32>,
+    /// Everything the tier allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<TierLimitsInfo>,
+    /// The hourly request quota and what is left of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_this_hour: Option<QuotaInfo>,
+    /// The daily request quota and what is left of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_today: Option<QuotaInfo>,
+    /// The daily token budget (prompt plus completion) and what is left of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_today: Option<QuotaInfo>,
+}
+
+/// A tier's limits and permissions, as `GET /v1/me` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierLimitsInfo {
+    pub requests_per_hour: u32,
+    pub requests_per_day: u32,
+    /// 0 when there is no burst limit.
+    pub burst_per_minute: u32,
+    pub tokens_per_day: u64,
+    pub max_file_size_mb: u32,
+    pub max_context_tokens: u32,
+    /// The configured providers this tier may use, by name.
+    pub providers: Vec<String>,
+    /// The features this tier may use.
+    pub features: Vec<String>,
+}
+
+/// One quota window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaInfo {
+    pub limit: u64,
+    pub remaining: u64,
+    /// When the window starts over (RFC 3339, UTC).
+    pub resets_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,12 +10,34 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// One of the [`ErrorCode`] strings.
     pub code: String,
     /// What went wrong, in words a user can act on.
     pub message: String,
+    /// The caller's tier, on errors about what the tier allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// The feature refused (`inline_completion`, `chat`, `explanation`, `code_actions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<String>,
+    /// A tier that would allow what was refused, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_tier: Option<String>,
+    /// The limit that was hit, by its configuration key (`requests_per_hour`,
+    /// `tokens_per_day`, `max_file_size_mb`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    /// The limit's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_value: Option<u64>,
+    /// When the limit resets (RFC 3339, UTC), for quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<String>,
+    /// Seconds until a retry can succeed (also in the `Retry-After` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ErrorBody {
@@ -24,6 +46,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.as_str().to_owned(),
                 message: message.into(),
+                ..ErrorDetail::default()
             },
         }
     }
@@ -41,7 +64,8 @@ pub enum ErrorCode {
     MalformedBody,
     /// 401: no API key, or one that is unknown or revoked.
     Unauthorized,
-    /// 403: the key is valid but may not do this.
+    /// 403: the key is valid but may not do this (a feature or provider the caller's tier
+    /// does not include: the body names the feature and a tier that has it).
     Forbidden,
     /// 404: no such route or resource.
     NotFound,
@@ -49,6 +73,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 413: the body is larger than the server accepts.
     PayloadTooLarge,
+    /// 413: the document the request is about is larger than the caller's tier allows
+    /// (`max_file_size_mb`).
+    FileTooLarge,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
     /// 422: the body parsed but a field is invalid.
@@ -69,13 +96,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedBody,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::FileTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::InvalidRequest,
         ErrorCode::ContextTooLarge,
@@ -94,6 +122,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::ContextTooLarge => "context_too_large",
@@ -113,7 +142,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::PayloadTooLarge | ErrorCode::FileTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidRequest | ErrorCode::ContextTooLarge => 422,
             ErrorCode::RateLimited => 429,

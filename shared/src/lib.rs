@@ -10,8 +10,8 @@ pub mod tier;
 pub mod tokens;
 
 pub use api::{
-    Choice, CodeContext, CompletionRequest, CompletionResponse, MeResponse, Snippet, Usage,
-    UserInfo,
+    Choice, CodeContext, CompletionRequest, CompletionResponse, MeResponse, QuotaInfo, Snippet,
+    TierLimitsInfo, Usage, UserInfo,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use tier::Tier;

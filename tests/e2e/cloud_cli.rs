@@ -62,7 +62,7 @@ async fn first_start_creates_dev_user_and_prints_key_and_editor_settings() {
     assert_eq!(response.status(), 200);
     let me: MeResponse = response.json().await.expect("MeResponse");
     assert_eq!(me.user.email, "dev@localhost");
-    assert_eq!(me.tier, Tier::Enterprise);
+    assert_eq!(me.tier, Tier::enterprise());
 }
 
 /// The ID of the harness's key, from `keys list` (the row named `e2e`).

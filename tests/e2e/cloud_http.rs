@@ -218,7 +218,7 @@ async fn errors_have_contract_statuses_and_json_bodies() {
     assert_eq!(me.status(), 200);
     let me: MeResponse = me.json().await.expect("MeResponse");
     assert_eq!(me.user.email, tandem_e2e::cloud::TEST_USER_EMAIL);
-    assert_eq!(me.tier, Tier::Pro);
+    assert_eq!(me.tier, Tier::pro());
 
     let response = authorized().json(&valid_body()).send().await.expect("POST");
     assert_eq!(response.status(), 200, "{}", cloud.stderr());

@@ -1,10 +1,12 @@
 //! What the cloud sends each vendor, field by field, and how it reads their answers.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use tandem_e2e::{CloudOptions, CloudServer, ProviderConfig, ProviderFixture, RecordedRequest};
 use tandem_shared::{CompletionResponse, ErrorBody};
 
-use crate::support::{MODEL, PROVIDER_KEY};
+use crate::support::{within, MODEL, PROVIDER_KEY};
 
 const PREFIX: &str = "def area(radius):\n    return ";
 const SUFFIX: &str = "\n\nprint(area(2))\n";
@@ -198,4 +200,170 @@ async fn unreadable_or_failed_provider_answers_are_provider_errors() {
         ollama.recover();
         openai.recover();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_messages_request_carries_every_field() {
+    let (provider, cloud) =
+        start(|fixture| ProviderConfig::anthropic(fixture, MODEL, PROVIDER_KEY)).await;
+    let request = check_answer(&cloud, &provider, "anthropic").await;
+    let body = &request.body;
+    assert_eq!(request.path, "/v1/messages");
+    assert_eq!(request.header("x-api-key"), Some(PROVIDER_KEY));
+    assert_eq!(request.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        request.header("authorization"),
+        None,
+        "the key goes in x-api-key"
+    );
+    assert_eq!(body["model"], MODEL);
+    assert_eq!(body["max_tokens"], 77, "{body}");
+    assert_close(&body["temperature"], 0.25, "temperature");
+    assert!(request.system_prompt().is_some(), "{body}");
+    assert_eq!(body["messages"][0]["role"], "user", "{body}");
+    let user = request.chat_user_content().expect("a user message");
+    assert!(
+        user.contains(&format!("{PREFIX}<FILL_HERE>{SUFFIX}")),
+        "{user}"
+    );
+    // Anthropic refuses whitespace-only stop sequences; the cloud applies "\n\n" itself.
+    assert!(body.get("stop_sequences").is_none(), "{body}");
+    assert_ne!(body.get("stream"), Some(&json!(true)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_generate_content_request_carries_every_field() {
+    let (provider, cloud) =
+        start(|fixture| ProviderConfig::google(fixture, MODEL, PROVIDER_KEY)).await;
+    let request = check_answer(&cloud, &provider, "google").await;
+    let body = &request.body;
+    assert_eq!(
+        request.path,
+        format!("/v1beta/models/{MODEL}:generateContent")
+    );
+    assert_eq!(request.query, None, "the key must never be in the URL");
+    assert_eq!(request.header("x-goog-api-key"), Some(PROVIDER_KEY));
+    assert_eq!(request.header("authorization"), None);
+    assert_eq!(body["contents"][0]["role"], "user", "{body}");
+    let user = request.gemini_user_text().expect("a user part");
+    assert!(
+        user.contains(&format!("{PREFIX}<FILL_HERE>{SUFFIX}")),
+        "{user}"
+    );
+    assert!(request.system_prompt().is_some(), "{body}");
+    let generation = &body["generationConfig"];
+    assert_eq!(generation["maxOutputTokens"], 77, "{body}");
+    assert_close(
+        &generation["temperature"],
+        0.25,
+        "generationConfig.temperature",
+    );
+    assert_stop_contains_blank_line(&generation["stopSequences"], "generationConfig");
+}
+
+/// Anthropic and Google failures reach the client as the contract's statuses; the
+/// vendor's message reaches the operator's log; the key reaches neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_and_google_provider_failures_map_to_contract_statuses() {
+    let (anthropic, anthropic_cloud) = start(|fixture| {
+        ProviderConfig::anthropic(fixture, MODEL, PROVIDER_KEY).with_timeout_ms(500)
+    })
+    .await;
+    let (google, google_cloud) =
+        start(|fixture| ProviderConfig::google(fixture, MODEL, PROVIDER_KEY).with_timeout_ms(500))
+            .await;
+    let vendors = [
+        (
+            "anthropic",
+            &anthropic,
+            &anthropic_cloud,
+            529,
+            "overloaded_error: Overloaded",
+        ),
+        (
+            "google",
+            &google,
+            &google_cloud,
+            503,
+            "UNAVAILABLE: The model is overloaded.",
+        ),
+    ];
+    // Every case runs and the test reports all deviations at once.
+    let mut problems = Vec::new();
+    for (name, fixture, cloud, overloaded, logged) in vendors {
+        type Breaker<'a> = Box<dyn Fn() + 'a>;
+        let cases: [(&str, Breaker, u16, &str); 5] = [
+            (
+                "server error",
+                Box::new(|| fixture.fail_with(500)),
+                502,
+                "provider_error",
+            ),
+            (
+                "overloaded",
+                Box::new(|| fixture.fail_with(overloaded)),
+                502,
+                "provider_error",
+            ),
+            (
+                "rate limited",
+                Box::new(|| fixture.rate_limit(Duration::from_secs(7))),
+                503,
+                "provider_unavailable",
+            ),
+            (
+                "HTML instead of JSON",
+                Box::new(|| fixture.reply_raw(200, "<html>gateway</html>")),
+                502,
+                "provider_error",
+            ),
+            (
+                "stalled",
+                Box::new(|| fixture.stall()),
+                504,
+                "provider_timeout",
+            ),
+        ];
+        for (case, break_fixture, expected_status, expected_code) in cases {
+            break_fixture();
+            let (response, _) = within(
+                Duration::from_secs(5),
+                "a request to a failing provider",
+                post(cloud, &request_body()),
+            )
+            .await;
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            let case = format!("{name}, {case}");
+            if status != expected_status {
+                problems.push(format!(
+                    "{case}: status {status}, expected {expected_status}: {text}"
+                ));
+            }
+            match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(body) if body.error.code == expected_code => {}
+                Ok(body) => problems.push(format!(
+                    "{case}: code {}, expected {expected_code}",
+                    body.error.code
+                )),
+                Err(error) => problems.push(format!("{case}: not an error body ({error}): {text}")),
+            }
+            if text.contains(PROVIDER_KEY) || text.contains("verloaded") {
+                problems.push(format!(
+                    "{case}: the key or the vendor's text leaked: {text}"
+                ));
+            }
+            fixture.recover();
+        }
+        let stderr = cloud.stderr();
+        if stderr.contains(PROVIDER_KEY) {
+            problems.push(format!("{name}: the provider key was logged"));
+        }
+        if !stderr.contains(logged) {
+            problems.push(format!(
+                "{name}: the vendor's message `{logged}` is not logged"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }

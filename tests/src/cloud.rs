@@ -32,7 +32,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub name: String,
-    /// `ollama`, `openai` or `local`.
+    /// `ollama`, `openai`, `anthropic`, `google` or `local`.
     pub kind: String,
     pub base_url: Option<String>,
     pub model: Option<String>,
@@ -72,6 +72,34 @@ impl ProviderConfig {
         }
     }
 
+    /// An Anthropic Messages provider served by `fixture`, sending `api_key` as
+    /// `x-api-key`.
+    pub fn anthropic(fixture: &ProviderFixture, model: &str, api_key: &str) -> Self {
+        ProviderConfig {
+            name: "anthropic".to_owned(),
+            kind: "anthropic".to_owned(),
+            base_url: Some(fixture.vendor_root_url().to_owned()),
+            model: Some(model.to_owned()),
+            endpoint: None,
+            api_key: Some(api_key.to_owned()),
+            timeout_ms: None,
+        }
+    }
+
+    /// A Google Gemini provider served by `fixture`, sending `api_key` as
+    /// `x-goog-api-key`.
+    pub fn google(fixture: &ProviderFixture, model: &str, api_key: &str) -> Self {
+        ProviderConfig {
+            name: "google".to_owned(),
+            kind: "google".to_owned(),
+            base_url: Some(fixture.vendor_root_url().to_owned()),
+            model: Some(model.to_owned()),
+            endpoint: None,
+            api_key: Some(api_key.to_owned()),
+            timeout_ms: None,
+        }
+    }
+
     pub fn with_timeout_ms(mut self, timeout_ms: u64) -> Self {
         self.timeout_ms = Some(timeout_ms);
         self
@@ -87,7 +115,8 @@ pub struct CloudOptions {
     pub max_body_bytes: Option<u64>,
     /// `auth.key_cache_ttl_secs`, when set.
     pub key_cache_ttl_secs: Option<u64>,
-    /// Tier of the test user (`free`, `pro`, `enterprise`); the binary's default if `None`.
+    /// Tier of the test user (`free`, `pro`, `enterprise`, or one the config adds);
+    /// `enterprise` if `None`.
     pub tier: Option<String>,
     /// Extra environment for every `tandem-cloud` invocation.
     pub env: Vec<(String, String)>,
@@ -156,10 +185,17 @@ impl CloudServer {
         };
         let mut api_key = String::new();
         if !options.bootstrap {
-            let mut users_create = vec!["users", "create", "--email", TEST_USER_EMAIL];
-            if let Some(tier) = &options.tier {
-                users_create.extend(["--tier", tier.as_str()]);
-            }
+            // The top tier unless the test says otherwise: the default (`free`) does not
+            // include inline completion.
+            let tier = options.tier.as_deref().unwrap_or("enterprise");
+            let users_create = [
+                "users",
+                "create",
+                "--email",
+                TEST_USER_EMAIL,
+                "--tier",
+                tier,
+            ];
             context.run(&users_create).await?;
             let key_output = context
                 .run(&[
@@ -296,6 +332,12 @@ impl CloudServer {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Process id of `serve`, for reading its memory and CPU time from `/proc`;
+    /// `None` once it has been reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 }
 

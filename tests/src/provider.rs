@@ -1,10 +1,14 @@
-//! A loopback model provider that speaks the Ollama and OpenAI wire formats.
+//! A loopback model provider that speaks the Ollama, OpenAI, Anthropic and Gemini wire
+//! formats.
 //!
 //! The cloud is pointed at this server instead of a real vendor. It answers
 //! `POST /api/generate` (Ollama), `POST /v1/completions` and `POST /v1/chat/completions`
-//! (OpenAI and compatible servers) with the vendors' exact response and error shapes,
-//! streaming included, and records every request it receives so tests can check what the
-//! cloud actually sent. It stands in for a vendor; it never imitates Tandem's own code.
+//! (OpenAI and compatible servers), `POST /v1/messages` (Anthropic) and
+//! `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent` (Gemini) with
+//! the vendors' exact response and error shapes, streaming included, and records every
+//! request it receives so tests can check what the cloud actually sent. It can be told to
+//! fail, rate-limit, stall or stream slowly. It stands in for a vendor; it never imitates
+//! Tandem's own code.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +31,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Path without the query string, e.g. `/v1/completions`.
     pub path: String,
+    /// The query string without `?` (`alt=sse`), `None` when the URL had none.
+    pub query: Option<String>,
     /// Header names are lowercase, in the order received.
     pub headers: Vec<(String, String)>,
     /// The body parsed as JSON, or `Value::Null` when it was not JSON.
@@ -46,11 +52,17 @@ impl RecordedRequest {
             .map(|(_, value)| value.as_str())
     }
 
+    /// `model` of the body, or for Gemini (which names it in the path) the `{model}` of
+    /// `/v1beta/models/{model}:…`.
     pub fn model(&self) -> Option<&str> {
-        self.body.get("model").and_then(Value::as_str)
+        self.body
+            .get("model")
+            .and_then(Value::as_str)
+            .or_else(|| gemini_model(&self.path))
     }
 
-    /// `"stream": true` asks for NDJSON (Ollama) or server-sent events (OpenAI).
+    /// `"stream": true` asks for NDJSON (Ollama) or server-sent events (OpenAI,
+    /// Anthropic). Gemini streams by path instead (`:streamGenerateContent`).
     pub fn wants_stream(&self) -> bool {
         self.body.get("stream").and_then(Value::as_bool) == Some(true)
     }
@@ -65,21 +77,74 @@ impl RecordedRequest {
         self.body.get("suffix").and_then(Value::as_str)
     }
 
-    /// Content of the last `user` message of a chat request.
+    /// Content of the last `user` message of a chat request (OpenAI or Anthropic): the
+    /// string, or the first `text` block of an Anthropic content array.
     pub fn chat_user_content(&self) -> Option<&str> {
-        self.body
+        let content = self
+            .body
             .get("messages")?
             .as_array()?
             .iter()
             .rev()
             .find(|message| message.get("role").and_then(Value::as_str) == Some("user"))?
+            .get("content")?;
+        content.as_str().or_else(|| {
+            content
+                .as_array()?
+                .iter()
+                .find(|block| block.get("type").and_then(Value::as_str) == Some("text"))?
+                .get("text")?
+                .as_str()
+        })
+    }
+
+    /// Text of the first part of the last `user` entry of a Gemini `contents` list.
+    pub fn gemini_user_text(&self) -> Option<&str> {
+        self.body
+            .get("contents")?
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|content| {
+                // Gemini treats a content without a role as the user's.
+                matches!(
+                    content.get("role").and_then(Value::as_str),
+                    Some("user") | None
+                )
+            })?
+            .get("parts")?
+            .as_array()?
+            .iter()
+            .find_map(|part| part.get("text")?.as_str())
+    }
+
+    /// The system prompt: Anthropic's `system`, Gemini's `systemInstruction`, or the
+    /// first `system` message of an OpenAI chat request.
+    pub fn system_prompt(&self) -> Option<&str> {
+        if let Some(system) = self.body.get("system").and_then(Value::as_str) {
+            return Some(system);
+        }
+        if let Some(instruction) = self.body.get("systemInstruction") {
+            return instruction
+                .get("parts")?
+                .as_array()?
+                .iter()
+                .find_map(|part| part.get("text")?.as_str());
+        }
+        self.body
+            .get("messages")?
+            .as_array()?
+            .iter()
+            .find(|message| message.get("role").and_then(Value::as_str) == Some("system"))?
             .get("content")?
             .as_str()
     }
 
     /// The text the model is asked to continue: `prompt`, or for chat the user message.
     pub fn prompt_or_chat(&self) -> Option<&str> {
-        self.prompt().or_else(|| self.chat_user_content())
+        self.prompt()
+            .or_else(|| self.chat_user_content())
+            .or_else(|| self.gemini_user_text())
     }
 }
 
@@ -103,6 +168,12 @@ struct Behaviour {
     delay: Duration,
     /// Answer every request with this status and the vendor's error body.
     failure: Option<u16>,
+    /// `retry-after` (whole seconds) sent with a 429.
+    retry_after: Option<Duration>,
+    /// Never answer: hold every request open until the fixture is dropped.
+    stalled: bool,
+    /// Pause before each piece of a streamed answer.
+    chunk_delay: Duration,
 }
 
 struct Shared {
@@ -122,6 +193,10 @@ pub struct ProviderFixture {
 /// Text the fixture answers with until told otherwise.
 pub const DEFAULT_REPLY: &str = "fixture_completion()";
 
+/// Default pause between stream pieces: short, but enough that a client really reads a
+/// stream rather than one buffer that happens to contain every line.
+const DEFAULT_CHUNK_DELAY: Duration = Duration::from_millis(2);
+
 impl ProviderFixture {
     /// Starts listening on `127.0.0.1:0`; replies [`DEFAULT_REPLY`] with no delay.
     pub async fn start() -> anyhow::Result<Self> {
@@ -130,6 +205,9 @@ impl ProviderFixture {
                 reply: Reply::Fixed(DEFAULT_REPLY.to_owned()),
                 delay: Duration::ZERO,
                 failure: None,
+                retry_after: None,
+                stalled: false,
+                chunk_delay: DEFAULT_CHUNK_DELAY,
             }),
             requests: Mutex::new(Vec::new()),
             request_arrived: Notify::new(),
@@ -154,6 +232,12 @@ impl ProviderFixture {
     /// `http://127.0.0.1:PORT/v1`: the base URL an OpenAI SDK takes.
     pub fn openai_base_url(&self) -> String {
         format!("{}/v1", self.url)
+    }
+
+    /// `http://127.0.0.1:PORT`: the base URL Anthropic's and Google's SDKs take (they add
+    /// `/v1/messages` and `/v1beta/models/…` themselves).
+    pub fn vendor_root_url(&self) -> &str {
+        &self.url
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -184,15 +268,41 @@ impl ProviderFixture {
         self.behaviour().delay = delay;
     }
 
-    /// Answer every later request with this HTTP status and the vendor's error body.
+    /// Answer every later request with this HTTP status and the vendor's error body
+    /// (Anthropic's `529` is its "overloaded" answer), without `retry-after`.
     pub fn fail_with(&self, status: u16) {
-        self.behaviour().failure = Some(status);
+        let mut behaviour = self.behaviour();
+        behaviour.failure = Some(status);
+        behaviour.retry_after = None;
     }
 
-    /// Stop failing (and stop sending raw bodies); answer normally again.
+    /// Answer every later request with 429, the vendor's rate-limit body and
+    /// `retry-after` set to `retry_after` (whole seconds, rounded up).
+    pub fn rate_limit(&self, retry_after: Duration) {
+        let mut behaviour = self.behaviour();
+        behaviour.failure = Some(429);
+        behaviour.retry_after = Some(retry_after);
+    }
+
+    /// Never answer later requests: each is recorded, then held open without a status
+    /// line until the client gives up or the fixture is dropped.
+    pub fn stall(&self) {
+        self.behaviour().stalled = true;
+    }
+
+    /// Pause this long before each piece of every later streamed answer (the status and
+    /// headers go out at once), to imitate a slow model.
+    pub fn set_chunk_delay(&self, delay: Duration) {
+        self.behaviour().chunk_delay = delay;
+    }
+
+    /// Stop failing, rate limiting, stalling (and stop sending raw bodies); answer
+    /// normally again. Requests already stalled stay stalled; delays are kept.
     pub fn recover(&self) {
         let mut behaviour = self.behaviour();
         behaviour.failure = None;
+        behaviour.retry_after = None;
+        behaviour.stalled = false;
         if matches!(behaviour.reply, Reply::Raw { .. }) {
             behaviour.reply = Reply::Fixed(DEFAULT_REPLY.to_owned());
         }
@@ -245,6 +355,25 @@ enum Api {
     OllamaGenerate,
     OpenAiCompletions,
     OpenAiChat,
+    AnthropicMessages,
+    GeminiGenerate,
+    /// `:streamGenerateContent`: server-sent events with `alt=sse`, otherwise one JSON
+    /// array streamed element by element.
+    GeminiStream {
+        sse: bool,
+    },
+}
+
+/// `{model}` of a Gemini path `/v1beta/models/{model}:{method}`.
+fn gemini_model(path: &str) -> Option<&str> {
+    let (model, _method) = path.strip_prefix("/v1beta/models/")?.rsplit_once(':')?;
+    (!model.is_empty()).then_some(model)
+}
+
+/// `{method}` of a Gemini path `/v1beta/models/{model}:{method}`.
+fn gemini_method(path: &str) -> Option<&str> {
+    gemini_model(path)?;
+    path.rsplit_once(':').map(|(_, method)| method)
 }
 
 async fn handle(
@@ -259,6 +388,7 @@ async fn handle(
     let request = RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers: headers
             .iter()
             .map(|(name, value)| {
@@ -275,23 +405,34 @@ async fn handle(
     lock(&shared.requests).push(request.clone());
     shared.request_arrived.notify_waiters();
 
-    let api = match (method.as_str(), uri.path()) {
-        ("POST", "/api/generate") => Api::OllamaGenerate,
-        ("POST", "/v1/completions") => Api::OpenAiCompletions,
-        ("POST", "/v1/chat/completions") => Api::OpenAiChat,
-        // Both vendors answer an unknown route with a plain-text 404.
+    let api = match (method.as_str(), uri.path(), gemini_method(uri.path())) {
+        ("POST", "/api/generate", _) => Api::OllamaGenerate,
+        ("POST", "/v1/completions", _) => Api::OpenAiCompletions,
+        ("POST", "/v1/chat/completions", _) => Api::OpenAiChat,
+        ("POST", "/v1/messages", _) => Api::AnthropicMessages,
+        ("POST", _, Some("generateContent")) => Api::GeminiGenerate,
+        ("POST", _, Some("streamGenerateContent")) => Api::GeminiStream {
+            sse: uri
+                .query()
+                .is_some_and(|query| query.split('&').any(|pair| pair == "alt=sse")),
+        },
+        // The vendors answer an unknown route with a plain-text 404.
         _ => return (StatusCode::NOT_FOUND, "404 page not found").into_response(),
     };
     if parsed.is_none() {
-        return vendor_error(api, 400, "request body is not valid JSON");
+        return vendor_error(api, 400, "request body is not valid JSON", None);
     }
 
     let behaviour = lock(&shared.behaviour).clone();
+    if behaviour.stalled {
+        // Held until the client hangs up or the server task is dropped with the fixture.
+        return std::future::pending().await;
+    }
     if !behaviour.delay.is_zero() {
         tokio::time::sleep(behaviour.delay).await;
     }
     if let Some(status) = behaviour.failure {
-        return vendor_error(api, status, "");
+        return vendor_error(api, status, "", behaviour.retry_after);
     }
     let text = match &behaviour.reply {
         Reply::Fixed(text) => text.clone(),
@@ -311,6 +452,7 @@ async fn handle(
         prompt_tokens,
         completion_tokens,
         id_number: response_number,
+        chunk_delay: behaviour.chunk_delay,
     };
     match (api, request.wants_stream()) {
         (Api::OllamaGenerate, false) => ollama_generate(&reply),
@@ -319,6 +461,10 @@ async fn handle(
         (Api::OpenAiCompletions, true) => openai_completions_stream(&reply),
         (Api::OpenAiChat, false) => openai_chat(&reply),
         (Api::OpenAiChat, true) => openai_chat_stream(&reply),
+        (Api::AnthropicMessages, false) => anthropic_message(&reply),
+        (Api::AnthropicMessages, true) => anthropic_message_stream(&reply),
+        (Api::GeminiGenerate, _) => gemini_generate(&reply),
+        (Api::GeminiStream { sse }, _) => gemini_stream(&reply, sse),
     }
 }
 
@@ -328,6 +474,7 @@ struct ReplyParts {
     prompt_tokens: u64,
     completion_tokens: u64,
     id_number: u64,
+    chunk_delay: Duration,
 }
 
 /// Vendors count tokens; a rough four characters per token keeps the numbers plausible.
@@ -363,12 +510,12 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn streamed(content_type: &'static str, pieces: Vec<String>) -> Response {
-    // A short pause between pieces makes the client really read a stream rather than
-    // one buffer that happens to contain every line.
-    let stream = futures::stream::unfold(pieces.into_iter(), |mut pieces| async move {
+fn streamed(content_type: &'static str, pieces: Vec<String>, chunk_delay: Duration) -> Response {
+    // A pause between pieces makes the client really read a stream rather than one
+    // buffer that happens to contain every line (and, made long, imitates a slow model).
+    let stream = futures::stream::unfold(pieces.into_iter(), move |mut pieces| async move {
         let piece = pieces.next()?;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(chunk_delay).await;
         Some((Ok::<Bytes, std::io::Error>(Bytes::from(piece)), pieces))
     });
     Response::builder()
@@ -412,7 +559,7 @@ fn ollama_generate_stream(reply: &ReplyParts) -> Response {
         })
         .collect();
     lines.push(format!("{}\n", ollama_final(reply, "")));
-    streamed("application/x-ndjson", lines)
+    streamed("application/x-ndjson", lines, reply.chunk_delay)
 }
 
 fn openai_usage(reply: &ReplyParts) -> Value {
@@ -469,7 +616,7 @@ fn openai_completions_stream(reply: &ReplyParts) -> Response {
         .collect();
     events.push(chunk("", json!("stop")));
     events.push("data: [DONE]\n\n".to_owned());
-    streamed("text/event-stream", events)
+    streamed("text/event-stream", events, reply.chunk_delay)
 }
 
 fn openai_chat(reply: &ReplyParts) -> Response {
@@ -521,12 +668,168 @@ fn openai_chat_stream(reply: &ReplyParts) -> Response {
     );
     events.push(chunk(json!({}), json!("stop")));
     events.push("data: [DONE]\n\n".to_owned());
-    streamed("text/event-stream", events)
+    streamed("text/event-stream", events, reply.chunk_delay)
 }
 
-/// The error body each vendor sends with a non-2xx status.
-fn vendor_error(api: Api, status: u16, detail: &str) -> Response {
+fn anthropic_usage(reply: &ReplyParts) -> Value {
+    json!({
+        "input_tokens": reply.prompt_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": reply.completion_tokens,
+    })
+}
+
+fn anthropic_message(reply: &ReplyParts) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "id": format!("msg_fixture{}", reply.id_number),
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": [{"type": "text", "text": reply.text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": null,
+            "usage": anthropic_usage(reply),
+        }),
+    )
+}
+
+/// One Anthropic server-sent event: a named event whose data repeats the name as `type`.
+fn anthropic_event(data: &Value) -> String {
+    let name = data.get("type").and_then(Value::as_str).unwrap_or("error");
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+fn anthropic_message_stream(reply: &ReplyParts) -> Response {
+    let mut events = vec![
+        anthropic_event(&json!({
+            "type": "message_start",
+            "message": {
+                "id": format!("msg_fixture{}", reply.id_number),
+                "type": "message",
+                "role": "assistant",
+                "model": reply.model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                // The start reports the prompt; output tokens arrive with message_delta.
+                "usage": {
+                    "input_tokens": reply.prompt_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": 1,
+                },
+            },
+        })),
+        anthropic_event(&json!({
+            "type": "content_block_start",
+            "index": 0,
+            "content_block": {"type": "text", "text": ""},
+        })),
+        anthropic_event(&json!({"type": "ping"})),
+    ];
+    events.extend(chunks(&reply.text).iter().map(|piece| {
+        anthropic_event(&json!({
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": piece},
+        }))
+    }));
+    events.push(anthropic_event(
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(anthropic_event(&json!({
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        "usage": {"output_tokens": reply.completion_tokens},
+    })));
+    events.push(anthropic_event(&json!({"type": "message_stop"})));
+    streamed(
+        "text/event-stream; charset=utf-8",
+        events,
+        reply.chunk_delay,
+    )
+}
+
+/// One Gemini answer (or stream chunk) holding `text`; `finished` adds the finish reason
+/// and the full usage, which Gemini only knows at the end.
+fn gemini_chunk(reply: &ReplyParts, text: &str, finished: bool) -> Value {
+    let mut candidate = json!({
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "index": 0,
+    });
+    let mut usage = json!({
+        "promptTokenCount": reply.prompt_tokens,
+        "totalTokenCount": reply.prompt_tokens,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.prompt_tokens}],
+    });
+    if finished {
+        candidate["finishReason"] = json!("STOP");
+        usage["candidatesTokenCount"] = json!(reply.completion_tokens);
+        usage["totalTokenCount"] = json!(reply.prompt_tokens + reply.completion_tokens);
+    }
+    json!({
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": reply.model,
+        "responseId": format!("fixture-response-{}", reply.id_number),
+    })
+}
+
+fn gemini_generate(reply: &ReplyParts) -> Response {
+    json_response(StatusCode::OK, &gemini_chunk(reply, &reply.text, true))
+}
+
+/// `:streamGenerateContent`: with `alt=sse`, `data: {…}` events separated by CRLF blank
+/// lines and no end marker (the stream just ends); without, one JSON array sent element
+/// by element.
+fn gemini_stream(reply: &ReplyParts, sse: bool) -> Response {
+    let mut pieces = chunks(&reply.text);
+    if pieces.is_empty() {
+        pieces.push(String::new());
+    }
+    let last = pieces.len() - 1;
+    let values: Vec<Value> = pieces
+        .iter()
+        .enumerate()
+        .map(|(index, piece)| gemini_chunk(reply, piece, index == last))
+        .collect();
+    if sse {
+        let events = values
+            .iter()
+            .map(|value| format!("data: {value}\r\n\r\n"))
+            .collect();
+        return streamed("text/event-stream", events, reply.chunk_delay);
+    }
+    let mut elements: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let separator = if index == 0 { "[" } else { ",\r\n" };
+            format!("{separator}{value}")
+        })
+        .collect();
+    elements.push("]".to_owned());
+    streamed(
+        "application/json; charset=UTF-8",
+        elements,
+        reply.chunk_delay,
+    )
+}
+
+/// The error body each vendor sends with a non-2xx status, and `retry-after` (whole
+/// seconds, rounded up) with a 429 when one is given.
+fn vendor_error(api: Api, status: u16, detail: &str, retry_after: Option<Duration>) -> Response {
     let status_code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let detail_or = |message: &str| {
+        if detail.is_empty() {
+            message.to_owned()
+        } else {
+            detail.to_owned()
+        }
+    };
     let body = match api {
         Api::OllamaGenerate => {
             let message = match status {
@@ -564,22 +867,84 @@ fn vendor_error(api: Api, status: u16, detail: &str) -> Response {
                 ),
                 _ => ("Fixture failure.", "api_error", Value::Null),
             };
-            let message = if detail.is_empty() {
-                message.to_owned()
-            } else {
-                detail.to_owned()
-            };
             json!({
                 "error": {
-                    "message": message,
+                    "message": detail_or(message),
                     "type": kind,
                     "param": null,
                     "code": code,
                 }
             })
         }
+        Api::AnthropicMessages => {
+            let (kind, message) = match status {
+                400 => ("invalid_request_error", "Invalid request."),
+                401 => ("authentication_error", "invalid x-api-key"),
+                403 => (
+                    "permission_error",
+                    "Your API key does not have permission to use the specified resource.",
+                ),
+                404 => ("not_found_error", "model: fixture"),
+                413 => (
+                    "request_too_large",
+                    "Request exceeds the maximum allowed number of bytes.",
+                ),
+                429 => (
+                    "rate_limit_error",
+                    "Number of requests has exceeded your per-minute rate limit.",
+                ),
+                529 => ("overloaded_error", "Overloaded"),
+                _ => ("api_error", "Internal server error"),
+            };
+            json!({
+                "type": "error",
+                "error": {"type": kind, "message": detail_or(message)},
+                "request_id": "req_fixture",
+            })
+        }
+        Api::GeminiGenerate | Api::GeminiStream { .. } => {
+            let (state, message) = match status {
+                400 => (
+                    "INVALID_ARGUMENT",
+                    "API key not valid. Please pass a valid API key.",
+                ),
+                401 => (
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials.",
+                ),
+                403 => (
+                    "PERMISSION_DENIED",
+                    "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+                ),
+                404 => (
+                    "NOT_FOUND",
+                    "models/fixture is not found for API version v1beta, or is not supported for generateContent.",
+                ),
+                429 => (
+                    "RESOURCE_EXHAUSTED",
+                    "Resource has been exhausted (e.g. check quota).",
+                ),
+                503 => ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+                504 => ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+                500..=599 => (
+                    "INTERNAL",
+                    "An internal error has occurred. Please retry or report the problem.",
+                ),
+                _ => ("UNKNOWN", "Fixture failure."),
+            };
+            json!({
+                "error": {"code": status, "message": detail_or(message), "status": state}
+            })
+        }
     };
-    json_response(status_code, &body)
+    let mut response = json_response(status_code, &body);
+    if let (429, Some(retry_after)) = (status, retry_after) {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
 }
 
 #[cfg(test)]
@@ -690,5 +1055,237 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.is_connect(), "{error:?}");
+    }
+    /// Splits a server-sent event stream into (event name, data) pairs, accepting LF or
+    /// CRLF line ends as the SSE specification does.
+    fn sse_events(text: &str) -> Vec<(Option<String>, Value)> {
+        text.replace("\r\n", "\n")
+            .split("\n\n")
+            .filter(|event| !event.trim().is_empty())
+            .map(|event| {
+                let mut name = None;
+                let mut data = None;
+                for line in event.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = Some(value.to_owned());
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(value).unwrap());
+                    }
+                }
+                (name, data.expect("every event has data"))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn anthropic_messages_plain_and_streamed() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.reply_with(|request| format!("<{}>", request.prompt_or_chat().unwrap_or("?")));
+        let url = format!("{}/v1/messages", fixture.vendor_root_url());
+        let body = json!({"model": "claude-x", "max_tokens": 16, "system": "fill",
+            "messages": [{"role": "user", "content": "abcdef"}]});
+        let response = post(url.clone(), body).await;
+        assert_eq!(response.status(), 200);
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["type"], "message");
+        assert_eq!(value["model"], "claude-x");
+        assert_eq!(
+            value["content"],
+            json!([{"type": "text", "text": "<abcdef>"}])
+        );
+        assert_eq!(value["stop_reason"], "end_turn");
+        assert_eq!(value["usage"]["input_tokens"], 2);
+        assert_eq!(value["usage"]["output_tokens"], 2);
+        assert_eq!(fixture.requests()[0].system_prompt(), Some("fill"));
+
+        let body = json!({"model": "claude-x", "max_tokens": 16, "stream": true,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "xyz"}]}]});
+        let response = post(url, body).await;
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let events = sse_events(&response.text().await.unwrap());
+        for (name, data) in &events {
+            assert_eq!(name.as_deref(), data["type"].as_str(), "{data}");
+        }
+        let names: Vec<&str> = events
+            .iter()
+            .map(|(name, _)| name.as_deref().unwrap())
+            .filter(|name| *name != "content_block_delta")
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "ping",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let joined: String = events
+            .iter()
+            .filter(|(_, data)| data["type"] == "content_block_delta")
+            .map(|(_, data)| {
+                assert_eq!(data["delta"]["type"], "text_delta");
+                data["delta"]["text"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(joined, "<xyz>");
+        let delta = &events[events.len() - 2].1;
+        assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+        assert_eq!(delta["usage"]["output_tokens"], 2);
+    }
+
+    #[tokio::test]
+    async fn gemini_generate_plain_and_streamed() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.reply_with(|request| format!("<{}>", request.prompt_or_chat().unwrap_or("?")));
+        let base = format!("{}/v1beta/models/gemini-x", fixture.vendor_root_url());
+        let body = json!({
+            "contents": [{"role": "user", "parts": [{"text": "abcdef"}]}],
+            "systemInstruction": {"parts": [{"text": "fill"}]},
+            "generationConfig": {"maxOutputTokens": 16},
+        });
+        let value: Value = post(format!("{base}:generateContent"), body.clone())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            value["candidates"][0]["content"]["parts"][0]["text"],
+            "<abcdef>"
+        );
+        assert_eq!(value["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(value["usageMetadata"]["promptTokenCount"], 2);
+        assert_eq!(value["usageMetadata"]["candidatesTokenCount"], 2);
+        assert_eq!(value["modelVersion"], "gemini-x");
+        let request = &fixture.requests()[0];
+        assert_eq!(request.model(), Some("gemini-x"));
+        assert_eq!(request.system_prompt(), Some("fill"));
+
+        let response = post(
+            format!("{base}:streamGenerateContent?alt=sse"),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let text = response.text().await.unwrap();
+        assert!(text.ends_with("}\r\n\r\n"), "{text:?}");
+        let events = sse_events(&text);
+        assert!(events.len() > 1);
+        let joined: String = events
+            .iter()
+            .map(|(_, data)| {
+                data["candidates"][0]["content"]["parts"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(joined, "<abcdef>");
+        let (_, last) = events.last().unwrap();
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 2);
+        assert_eq!(fixture.requests()[1].query.as_deref(), Some("alt=sse"));
+
+        // Without alt=sse, Gemini streams one JSON array.
+        let value: Value = post(format!("{base}:streamGenerateContent"), body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(value.as_array().unwrap().len(), events.len());
+    }
+
+    #[tokio::test]
+    async fn anthropic_and_gemini_errors_have_their_shapes() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        let anthropic = format!("{}/v1/messages", fixture.vendor_root_url());
+        let gemini = format!(
+            "{}/v1beta/models/g:generateContent",
+            fixture.vendor_root_url()
+        );
+        fixture.fail_with(529);
+        let response = post(anthropic.clone(), json!({})).await;
+        assert_eq!(response.status(), 529);
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["type"], "error");
+        assert_eq!(value["error"]["type"], "overloaded_error");
+        assert_eq!(value["error"]["message"], "Overloaded");
+
+        fixture.rate_limit(Duration::from_millis(1500));
+        let response = post(anthropic, json!({})).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["error"]["type"], "rate_limit_error");
+        let response = post(gemini.clone(), json!({})).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "2");
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["error"]["code"], 429);
+        assert_eq!(value["error"]["status"], "RESOURCE_EXHAUSTED");
+
+        fixture.fail_with(429);
+        let response = post(gemini.clone(), json!({})).await;
+        assert_eq!(response.status(), 429);
+        // Only rate_limit sends retry-after; fail_with clears it.
+        assert!(response.headers().get("retry-after").is_none());
+        fixture.fail_with(503);
+        let response = post(gemini.clone(), json!({})).await;
+        assert_eq!(response.status(), 503);
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["error"]["status"], "UNAVAILABLE");
+
+        fixture.recover();
+        assert_eq!(post(gemini, json!({})).await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn stalled_fixture_records_but_never_answers_and_recovers() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.stall();
+        let url = format!("{}/v1/messages", fixture.vendor_root_url());
+        let client = reqwest::Client::new();
+        let error = client
+            .post(&url)
+            .timeout(Duration::from_millis(200))
+            .json(&json!({"model": "m", "messages": []}))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(error.is_timeout(), "{error:?}");
+        assert_eq!(fixture.request_count(), 1);
+        fixture.recover();
+        assert_eq!(post(url, json!({"model": "m"})).await.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn slow_streams_pause_between_chunks() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.reply_with_text("0123456789ab");
+        fixture.set_chunk_delay(Duration::from_millis(60));
+        let url = format!(
+            "{}/v1beta/models/g:streamGenerateContent?alt=sse",
+            fixture.vendor_root_url()
+        );
+        let started = std::time::Instant::now();
+        let mut response = post(url, json!({"contents": []})).await;
+        // The head comes at once; each of the three chunks after a pause.
+        let head_after = started.elapsed();
+        let mut chunks = 0;
+        while response.chunk().await.unwrap().is_some() {
+            chunks += 1;
+        }
+        assert!(chunks >= 3, "{chunks} chunks");
+        assert!(head_after < Duration::from_millis(150), "{head_after:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(180),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -77,6 +77,7 @@ async fn forward(
     lock(&shared.requests).push(RecordedRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
         headers: headers
             .iter()
             .map(|(name, value)| {

@@ -200,7 +200,7 @@ mod tests {
     #[tokio::test]
     async fn insert_find_list_revoke() {
         let (_dir, pool) = temp_db().await;
-        let user = users::create(&pool, "a@example.com", Tier::Free)
+        let user = users::create(&pool, "a@example.com", Tier::free())
             .await
             .unwrap();
         let key = keys::generate();

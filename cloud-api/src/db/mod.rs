@@ -145,14 +145,68 @@ mod tests {
         let pending = pending_migrations(&pool).await.unwrap();
         assert_eq!(
             pending,
-            vec![PendingMigration {
-                version: 1,
-                description: "init".to_owned()
-            }]
+            vec![
+                PendingMigration {
+                    version: 1,
+                    description: "init".to_owned()
+                },
+                PendingMigration {
+                    version: 2,
+                    description: "tiers as data".to_owned()
+                }
+            ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 1);
+        assert_eq!(migrate(&pool).await.unwrap(), 2);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
+    }
+
+    /// Rebuilding `users` must not cascade to the keys of existing users.
+    #[tokio::test]
+    async fn the_tiers_migration_keeps_users_and_their_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = connect(options_for_file(&dir.path().join("db.sqlite")))
+            .await
+            .unwrap();
+        let first_only = Migrator {
+            migrations: std::borrow::Cow::Owned(vec![MIGRATOR.iter().next().unwrap().clone()]),
+            ..Migrator::DEFAULT
+        };
+        first_only.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO users VALUES ('u1', 'a@example.com', 'pro', '2026-01-01T00:00:00Z')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, created_at) \
+             VALUES ('k1', 'u1', 'laptop', x'00', 'tdm_abc', '2026-01-01T00:00:00Z')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+
+        assert_eq!(migrate(&pool).await.unwrap(), 1);
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(keys, 1);
+        // Any tier name now; deleting the user still cascades to the keys.
+        sqlx::query("UPDATE users SET tier = 'team' WHERE id = 'u1'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM users WHERE id = 'u1'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(keys, 0);
     }
 }

@@ -86,6 +86,19 @@ pub async fn get_by_email(pool: &SqlitePool, email: &str) -> Result<User, DbErro
         .ok_or_else(|| DbError::UnknownUser(normalize_email(email)))
 }
 
+/// Moves the user with this email to `tier`; returns the user as now stored.
+pub async fn set_tier(pool: &SqlitePool, email: &str, tier: &Tier) -> Result<User, DbError> {
+    let result = sqlx::query("UPDATE users SET tier = ? WHERE email = ?")
+        .bind(tier.as_str())
+        .bind(normalize_email(email))
+        .execute(pool)
+        .await?;
+    if result.rows_affected() == 0 {
+        return Err(DbError::UnknownUser(normalize_email(email)));
+    }
+    get_by_email(pool, email).await
+}
+
 /// Number of users.
 pub async fn count(pool: &SqlitePool) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
@@ -102,14 +115,16 @@ mod tests {
     async fn create_find_and_refuse_duplicates() {
         let (_dir, pool) = temp_db().await;
         assert_eq!(count(&pool).await.unwrap(), 0);
-        let user = create(&pool, " Ada@Example.com ", Tier::Pro).await.unwrap();
+        let user = create(&pool, " Ada@Example.com ", Tier::pro())
+            .await
+            .unwrap();
         assert_eq!(user.email, "ada@example.com");
         let found = find_by_email(&pool, "ADA@example.com")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(found, user);
-        let error = create(&pool, "ada@example.com", Tier::Free)
+        let error = create(&pool, "ada@example.com", Tier::free())
             .await
             .unwrap_err();
         assert!(matches!(error, DbError::DuplicateUser(ref email) if email == "ada@example.com"));

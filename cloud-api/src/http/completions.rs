@@ -1,19 +1,25 @@
-//! `POST /v1/completions`: validate the request, check it against the caller's tier,
-//! ask the first provider, report usage.
+//! `POST /v1/completions`: validate the request, check it against the caller's tier
+//! (feature, context and file size, provider, rate limits and quotas), ask the first
+//! provider the tier allows, report usage and the quota left.
 
 use std::path::Component;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use chrono::Utc;
 use tandem_shared::tokens::estimate;
 use tandem_shared::{Choice, CodeContext, CompletionRequest, CompletionResponse, Snippet, Usage};
 
-use crate::config::TierLimits;
+use super::quota_headers;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
+use crate::providers::Provider;
 use crate::state::AppState;
+use crate::tiers::{Feature, TierPolicy};
 
 /// Largest `max_tokens` a request may ask for.
 pub(crate) const MAX_TOKENS_LIMIT: u32 = 4096;
@@ -167,42 +173,112 @@ pub(crate) fn estimated_prompt_tokens(request: &CompletionRequest) -> u32 {
 }
 
 /// The tier's context limit: the one place a too-large request is refused.
-fn check_context_budget(
-    request_tokens: u32,
-    tier: tandem_shared::Tier,
-    limits: TierLimits,
-) -> Result<(), AppError> {
-    if request_tokens > limits.max_context_tokens {
+fn check_context_budget(request_tokens: u32, policy: &TierPolicy) -> Result<(), AppError> {
+    if request_tokens > policy.max_context_tokens {
         return Err(AppError::ContextTooLarge {
             estimated_tokens: request_tokens,
-            limit: limits.max_context_tokens,
-            tier,
+            limit: policy.max_context_tokens,
+            tier: policy.name.clone(),
         });
     }
     Ok(())
+}
+
+/// The tier's file-size limit, for clients that say how large the document is.
+fn check_file_size(request: &CompletionRequest, policy: &TierPolicy) -> Result<(), AppError> {
+    match request.file_size {
+        Some(size) if size > policy.max_file_size_bytes() => Err(AppError::FileTooLarge {
+            size,
+            limit_mb: policy.max_file_size_mb,
+            tier: policy.name.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a feature the tier does not include, naming a tier that does.
+pub(crate) fn require_feature(
+    state: &AppState,
+    policy: &TierPolicy,
+    feature: Feature,
+) -> Result<(), AppError> {
+    if policy.allows_feature(feature) {
+        return Ok(());
+    }
+    Err(AppError::FeatureNotAllowed {
+        feature,
+        tier: policy.name.clone(),
+        required_tier: state
+            .tiers
+            .cheapest_with_feature(feature)
+            .map(|tier| tier.name.clone()),
+    })
+}
+
+/// The first configured provider the tier may use.
+fn choose_provider<'a>(
+    state: &'a AppState,
+    policy: &'a TierPolicy,
+) -> Result<&'a Arc<dyn Provider>, AppError> {
+    if let Some(provider) = state.allowed_providers(policy).next() {
+        return Ok(provider);
+    }
+    // Name a tier that could use one of the configured providers.
+    let required_tier = state.providers.iter().find_map(|provider| {
+        let kind = state.provider_kind(provider.name());
+        state
+            .tiers
+            .cheapest_with_provider(provider.name(), kind)
+            .map(|tier| tier.name.clone())
+    });
+    Err(AppError::ProviderNotAllowed {
+        tier: policy.name.clone(),
+        required_tier,
+    })
 }
 
 async fn handle_completions(
     State(state): State<AppState>,
     caller: AuthUser,
     ValidJson(request): ValidJson<CompletionRequest>,
-) -> Result<Json<CompletionResponse>, AppError> {
+) -> Result<Response, AppError> {
+    let policy = state.policy(&caller.user.tier)?;
+    require_feature(&state, policy, Feature::InlineCompletion)?;
     let request_tokens = estimated_prompt_tokens(&request);
-    check_context_budget(
-        request_tokens,
-        caller.user.tier,
-        state.config.tier_limits(caller.user.tier),
-    )?;
-    let Some(provider) = state.providers.primary() else {
-        return Err(AppError::internal("no provider is configured"));
-    };
+    check_context_budget(request_tokens, policy)?;
+    check_file_size(&request, policy)?;
+    let provider = choose_provider(&state, policy)?;
+
+    let admitted_at = Utc::now();
+    let reserved = u64::from(request_tokens);
+    state
+        .limiter
+        .admit(&caller.user.id, policy, reserved, admitted_at)
+        .map_err(|rejection| AppError::RateLimited {
+            rejection,
+            tier: policy.name.clone(),
+        })?;
+
     let started = Instant::now();
-    let completion = provider.complete(&request).await?;
+    let completion = match provider.complete(&request).await {
+        Ok(completion) => completion,
+        Err(error) => {
+            state.limiter.refund(&caller.user.id, reserved, admitted_at);
+            return Err(error.into());
+        }
+    };
     let prompt_tokens = completion.prompt_tokens.unwrap_or(request_tokens);
     let completion_tokens = completion
         .completion_tokens
         .unwrap_or_else(|| estimate(&completion.text));
     let usage = Usage::new(prompt_tokens, completion_tokens);
+    let now = Utc::now();
+    state.limiter.settle_tokens(
+        &caller.user.id,
+        reserved,
+        u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
+        now,
+    );
     tracing::info!(
         user_id = %caller.user.id,
         key_id = %caller.key_id,
@@ -213,7 +289,7 @@ async fn handle_completions(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "completion served"
     );
-    Ok(Json(CompletionResponse {
+    let mut response = Json(CompletionResponse {
         id: format!("cmpl-{}", uuid::Uuid::new_v4()),
         choices: vec![Choice {
             index: 0,
@@ -223,7 +299,11 @@ async fn handle_completions(
         provider: provider.name().to_owned(),
         model: completion.model,
         usage,
-    }))
+    })
+    .into_response();
+    let status = state.limiter.status(&caller.user.id, policy, now);
+    quota_headers::insert(response.headers_mut(), &status, now);
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -240,6 +320,7 @@ mod tests {
             temperature: None,
             stop: vec![],
             context: Default::default(),
+            file_size: None,
         }
     }
 
@@ -389,11 +470,13 @@ mod tests {
 
     #[test]
     fn context_budget_is_the_tiers() {
-        let limits = TierLimits {
-            max_context_tokens: 10,
-        };
-        check_context_budget(10, tandem_shared::Tier::Free, limits).unwrap();
-        let error = check_context_budget(11, tandem_shared::Tier::Free, limits).unwrap_err();
+        let mut policy = crate::tiers::Tiers::default()
+            .get(&tandem_shared::Tier::free())
+            .unwrap()
+            .clone();
+        policy.max_context_tokens = 10;
+        check_context_budget(10, &policy).unwrap();
+        let error = check_context_budget(11, &policy).unwrap_err();
         assert_eq!(
             error.status_code(),
             axum::http::StatusCode::UNPROCESSABLE_ENTITY
@@ -403,5 +486,24 @@ mod tests {
             "the request's prefix, suffix and context come to about 11 tokens, over the \
              limit of 10 for tier `free`; cut the context to fit"
         );
+    }
+
+    #[test]
+    fn file_size_is_checked_when_the_client_says_it() {
+        let policy = crate::tiers::Tiers::default()
+            .get(&tandem_shared::Tier::free())
+            .unwrap()
+            .clone();
+        let mut request = request();
+        check_file_size(&request, &policy).unwrap();
+        request.file_size = Some(1024 * 1024);
+        check_file_size(&request, &policy).unwrap();
+        request.file_size = Some(1024 * 1024 + 1);
+        let error = check_file_size(&request, &policy).unwrap_err();
+        assert_eq!(
+            error.status_code(),
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert!(error.to_string().contains("max_file_size_mb"), "{error}");
     }
 }

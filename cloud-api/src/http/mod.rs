@@ -3,6 +3,7 @@
 mod completions;
 mod health;
 mod me;
+pub(crate) mod quota_headers;
 
 use std::time::Duration;
 

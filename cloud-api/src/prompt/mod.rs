@@ -7,6 +7,7 @@
 //! DeepSeek-Coder's repository-level examples use. Without context every family renders
 //! its plain published template, byte for byte.
 
+pub mod chat;
 mod comment;
 mod parts;
 #[cfg(test)]

@@ -17,6 +17,7 @@ fn request(fixture: &str, context: CodeContext) -> CompletionRequest {
         temperature: None,
         stop: vec![],
         context,
+        file_size: None,
     }
 }
 

@@ -5,6 +5,8 @@
 //! learn which provider failed and how (status, timeout, unreachable); the vendor's own
 //! message goes to the log only, since vendors echo request details and masked keys in it.
 
+pub mod anthropic;
+pub mod google;
 pub mod local;
 pub mod ollama;
 pub mod openai;
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use reqwest::header::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tandem_shared::{CompletionRequest, ErrorCode};
@@ -139,6 +142,13 @@ pub enum ProviderSetupError {
         "provider `{provider}`: environment variable `{variable}` (named by api_key_env) is not set"
     )]
     MissingKey { provider: String, variable: String },
+    /// The key holds characters an HTTP header cannot carry (a stray control character
+    /// from the shell or a secrets file, say). The message never shows the key.
+    #[error(
+        "provider `{provider}`: environment variable `{variable}` (named by api_key_env) \
+         holds characters an HTTP header cannot carry"
+    )]
+    InvalidKey { provider: String, variable: String },
     /// The HTTP client could not be created (TLS setup).
     #[error("cannot create the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
@@ -156,6 +166,24 @@ impl ProviderKey {
     fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The key as a header value marked sensitive, so HTTP libraries never print it;
+    /// `None` when it holds characters a header cannot carry.
+    fn header_value(&self, prefix: &str) -> Option<HeaderValue> {
+        let mut value = HeaderValue::from_str(&format!("{prefix}{}", self.0)).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+/// How a provider's API key travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer <key>` (Ollama behind a proxy, OpenAI and compatibles).
+    Bearer,
+    /// A header of its own carrying the bare key: `x-api-key` (Anthropic),
+    /// `x-goog-api-key` (Google; a key in the URL query would end up in logs).
+    Named(&'static str),
 }
 
 impl std::fmt::Debug for ProviderKey {
@@ -212,6 +240,11 @@ impl ProviderRegistry {
     pub fn primary(&self) -> Option<&Arc<dyn Provider>> {
         self.providers.first()
     }
+
+    /// Every provider, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.providers.iter()
+    }
 }
 
 fn build_provider(
@@ -221,7 +254,18 @@ fn build_provider(
 ) -> Result<Arc<dyn Provider>, ProviderSetupError> {
     let api_key = match &config.api_key_env {
         Some(variable) => match env(variable) {
-            Some(value) if !value.trim().is_empty() => Some(ProviderKey::new(value.trim())),
+            Some(value) if !value.trim().is_empty() => {
+                let key = ProviderKey::new(value.trim());
+                // Checked here so a bad key stops the start instead of failing every
+                // request as if the provider were unreachable.
+                if key.header_value("").is_none() {
+                    return Err(ProviderSetupError::InvalidKey {
+                        provider: config.name.clone(),
+                        variable: variable.clone(),
+                    });
+                }
+                Some(key)
+            }
             _ => {
                 return Err(ProviderSetupError::MissingKey {
                     provider: config.name.clone(),
@@ -231,14 +275,26 @@ fn build_provider(
         },
         None => None,
     };
+    let key_header = match config.kind {
+        ProviderKind::Anthropic => KeyHeader::Named(anthropic::KEY_HEADER),
+        ProviderKind::Google => KeyHeader::Named(google::KEY_HEADER),
+        ProviderKind::Ollama | ProviderKind::OpenAi | ProviderKind::Local => KeyHeader::Bearer,
+    };
     let target = HttpTarget {
         provider: config.name.clone(),
         client: client.clone(),
         api_key,
+        key_header,
+        extra_headers: Vec::new(),
         timeout: Duration::from_millis(config.timeout_ms()),
     };
-    // Validation guarantees base_url and model for the network kinds.
-    let base_url = config.base_url.clone().unwrap_or_default();
+    // Validation guarantees a model for the network kinds, and a base_url for those
+    // without a default.
+    let base_url = config
+        .base_url
+        .clone()
+        .or_else(|| config.kind.default_base_url().map(str::to_owned))
+        .unwrap_or_default();
     let model = config.model.clone().unwrap_or_default();
     Ok(match config.kind {
         ProviderKind::Ollama => Arc::new(ollama::OllamaProvider::new(
@@ -254,6 +310,10 @@ fn build_provider(
             config.endpoint(),
             config.fim_family(),
         )),
+        ProviderKind::Anthropic => {
+            Arc::new(anthropic::AnthropicProvider::new(target, &base_url, model))
+        }
+        ProviderKind::Google => Arc::new(google::GoogleProvider::new(target, &base_url, model)),
         ProviderKind::Local => Arc::new(local::LocalProvider::new(
             config.name.clone(),
             config.model.clone(),
@@ -286,10 +346,19 @@ pub(crate) struct HttpTarget {
     provider: String,
     client: reqwest::Client,
     api_key: Option<ProviderKey>,
+    key_header: KeyHeader,
+    /// Headers every request of this provider carries (an API version, say).
+    extra_headers: Vec<(&'static str, &'static str)>,
     timeout: Duration,
 }
 
 impl HttpTarget {
+    /// Sends `name: value` with every request of this provider.
+    pub(crate) fn with_header(mut self, name: &'static str, value: &'static str) -> HttpTarget {
+        self.extra_headers.push((name, value));
+        self
+    }
+
     /// POSTs `body` as JSON to `url` and decodes a 2xx answer as `T`. Non-2xx answers are
     /// mapped to [`ProviderError`], with the vendor message taken from the body by
     /// `vendor_message`.
@@ -300,8 +369,19 @@ impl HttpTarget {
         vendor_message: fn(&[u8]) -> Option<String>,
     ) -> Result<T, ProviderError> {
         let mut builder = self.client.post(url).timeout(self.timeout).json(body);
+        for (name, value) in &self.extra_headers {
+            builder = builder.header(*name, *value);
+        }
         if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key.expose());
+            let (name, prefix) = match self.key_header {
+                KeyHeader::Bearer => (reqwest::header::AUTHORIZATION.as_str(), "Bearer "),
+                KeyHeader::Named(name) => (name, ""),
+            };
+            // `build_provider` checked the key; were it to fail here, the request goes
+            // out without it and the vendor answers 401, which names no key.
+            if let Some(value) = key.header_value(prefix) {
+                builder = builder.header(name, value);
+            }
         }
         let response = builder
             .send()
@@ -385,6 +465,8 @@ mod tests {
             provider: "p".to_owned(),
             client: reqwest::Client::new(),
             api_key: key.map(ProviderKey::new),
+            key_header: KeyHeader::Bearer,
+            extra_headers: Vec::new(),
             timeout: Duration::from_millis(10),
         }
     }
@@ -432,6 +514,36 @@ mod tests {
         let registry =
             ProviderRegistry::from_config(&config, &|_| Some("sk-1".to_owned())).unwrap();
         assert_eq!(registry.primary().unwrap().name(), "openai");
+    }
+
+    #[test]
+    fn key_a_header_cannot_carry_stops_the_start_without_showing_it() {
+        let config = Config::parse_str(
+            "[[providers]]\nname=\"claude\"\nkind=\"anthropic\"\nmodel=\"m\"\napi_key_env=\"KEY\"",
+        )
+        .unwrap();
+        let error = ProviderRegistry::from_config(&config, &|_| Some("sk-ant\u{7}bell".to_owned()))
+            .unwrap_err();
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            "provider `claude`: environment variable `KEY` (named by api_key_env) holds \
+             characters an HTTP header cannot carry"
+        );
+        assert!(!message.contains("sk-ant"), "{message}");
+    }
+
+    #[test]
+    fn anthropic_and_google_build_with_their_default_base_url() {
+        let config = Config::parse_str(
+            "[[providers]]\nname=\"claude\"\nkind=\"anthropic\"\nmodel=\"claude-x\"\napi_key_env=\"A\"\n\
+             [[providers]]\nname=\"gemini\"\nkind=\"google\"\nmodel=\"gemini-x\"\napi_key_env=\"G\"",
+        )
+        .unwrap();
+        let registry =
+            ProviderRegistry::from_config(&config, &|_| Some("secret".to_owned())).unwrap();
+        assert_eq!(format!("{registry:?}"), r#"["claude", "gemini"]"#);
+        assert_eq!(registry.primary().unwrap().model(), "claude-x");
     }
 
     #[test]

@@ -12,14 +12,6 @@ use super::{
 use crate::config::OpenAiEndpoint;
 use crate::prompt::{self, Family};
 
-/// Marks the cursor in the chat prompt.
-pub const HOLE_MARKER: &str = "<FILL_HERE>";
-
-/// The chat system message: chat models must be told to answer with bare code.
-pub const CHAT_SYSTEM_PROMPT: &str = "You are a code completion engine. The user sends a \
-file with one hole marked <FILL_HERE>. Reply with only the text that belongs in the hole: \
-no explanations, no markdown fences, and nothing that is already before or after the hole.";
-
 /// A provider of `kind = "openai"`.
 #[derive(Debug)]
 pub struct OpenAiProvider {
@@ -93,13 +85,13 @@ impl OpenAiProvider {
         &self,
         request: &CompletionRequest,
     ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = fill_in_the_middle_prompt(request);
+        let user_prompt = prompt::chat::user_prompt(request);
         let body = ChatRequest {
             model: &self.model,
             messages: [
                 ChatMessage {
                     role: "system",
-                    content: CHAT_SYSTEM_PROMPT,
+                    content: prompt::chat::SYSTEM_PROMPT,
                 },
                 ChatMessage {
                     role: "user",
@@ -121,49 +113,13 @@ impl OpenAiProvider {
             .and_then(|message| message.content.clone())
             .unwrap_or_default();
         Ok(ProviderCompletion {
-            text: clean_chat_answer(&content),
+            text: prompt::chat::clean_answer(&content),
             finish_reason: choice.and_then(|choice| choice.finish_reason),
             model: response.model.unwrap_or_else(|| self.model.clone()),
             prompt_tokens: response.usage.and_then(|usage| usage.prompt_tokens),
             completion_tokens: response.usage.and_then(|usage| usage.completion_tokens),
         })
     }
-}
-
-/// The user message of a chat request: other files for reference when the request has
-/// context, then the file with the cursor marked (after the imports and enclosing scopes
-/// its prefix lost to the budget).
-pub fn fill_in_the_middle_prompt(request: &CompletionRequest) -> String {
-    let (other_files, current) = prompt::chat_context(request);
-    let reference = if other_files.is_empty() {
-        String::new()
-    } else {
-        format!("Code from other files of the project, for reference:\n\n{other_files}")
-    };
-    format!(
-        "{reference}Fill in the hole marked {HOLE_MARKER} in this {language} file `{path}`.\n\n{current}{prefix}{HOLE_MARKER}{suffix}",
-        language = request.language,
-        path = request.path,
-        prefix = request.prefix,
-        suffix = request.suffix,
-    )
-}
-
-/// Chat models wrap code in markdown fences or echo the marker despite being told not to;
-/// the editor must get bare text.
-fn clean_chat_answer(content: &str) -> String {
-    let mut text = content;
-    let trimmed = text.trim();
-    if let Some(rest) = trimmed.strip_prefix("```") {
-        if let Some(body) = rest.strip_suffix("```") {
-            // Drop the info string (`rust`) on the opening fence line.
-            text = match body.split_once('\n') {
-                Some((_info, code)) => code.strip_suffix('\n').unwrap_or(code),
-                None => body,
-            };
-        }
-    }
-    text.replace(HOLE_MARKER, "")
 }
 
 #[derive(Debug, Serialize)]
@@ -293,33 +249,5 @@ mod tests {
             Some("Incorrect API key")
         );
         assert_eq!(vendor_message(br#"{"error":"flat"}"#), None);
-    }
-
-    #[test]
-    fn chat_answers_lose_fences_and_markers() {
-        assert_eq!(clean_chat_answer("```rust\nlet x = 1;\n```"), "let x = 1;");
-        assert_eq!(clean_chat_answer("```\nx\n```\n"), "x");
-        assert_eq!(clean_chat_answer("a + b"), "a + b");
-        assert_eq!(clean_chat_answer(" b<FILL_HERE>"), " b");
-        // Fences inside the code are kept.
-        assert_eq!(clean_chat_answer("x ``` y"), "x ``` y");
-    }
-
-    #[test]
-    fn prompt_contains_prefix_marker_and_suffix() {
-        let request = CompletionRequest {
-            language: "rust".into(),
-            path: "src/lib.rs".into(),
-            prefix: "fn a() {".into(),
-            suffix: "}".into(),
-            max_tokens: None,
-            temperature: None,
-            stop: vec![],
-            context: Default::default(),
-        };
-        assert_eq!(
-            fill_in_the_middle_prompt(&request),
-            "Fill in the hole marked <FILL_HERE> in this rust file `src/lib.rs`.\n\nfn a() {<FILL_HERE>}"
-        );
     }
 }

@@ -1,5 +1,5 @@
 //! Shared test support: an app over a real SQLite file, request helpers, and a loopback
-//! vendor fixture speaking the Ollama / OpenAI wire formats.
+//! vendor fixture answering with the vendor bodies each test gives it.
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
@@ -40,7 +40,7 @@ impl TestApp {
             .await
             .unwrap();
         db::migrate(&pool).await.unwrap();
-        let user = users::create(&pool, "user@example.com", Tier::Pro)
+        let user = users::create(&pool, "user@example.com", Tier::pro())
             .await
             .unwrap();
         let key = keys::generate();
@@ -134,9 +134,23 @@ pub fn completion_body() -> Value {
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The query string without `?`, `None` when the URL had none.
+    pub query: Option<String>,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// Every header, names lowercase, in the order received.
+    pub headers: Vec<(String, String)>,
     pub body: Value,
+}
+
+impl Received {
+    /// First value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// What the fixture vendor answers.
@@ -200,8 +214,19 @@ impl Vendor {
                 recorded.lock().unwrap().push(Received {
                     method: parts.method.to_string(),
                     path: parts.uri.path().to_owned(),
+                    query: parts.uri.query().map(str::to_owned),
                     authorization: header("authorization"),
                     content_type: header("content-type"),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (
+                                name.as_str().to_owned(),
+                                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                            )
+                        })
+                        .collect(),
                     body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                 });
                 tokio::time::sleep(answer.delay).await;

@@ -442,6 +442,7 @@ mod tests {
             temperature: None,
             stop: Vec::new(),
             context: assembled.context.clone(),
+            file_size: None,
         }
         .estimated_tokens();
         assert!(

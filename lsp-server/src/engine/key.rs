@@ -37,6 +37,9 @@ impl RequestKey {
             temperature,
             stop,
             context,
+            // Only checked against the tier's limit; the answer does not depend on it,
+            // and an edit far from the cursor should not miss the cache.
+            file_size: _,
         } = request;
         let CodeContext {
             scopes,
@@ -148,6 +151,7 @@ mod tests {
                 similar: vec![snippet("src/other.rs", "fn b() {}")],
                 recent_edits: vec![snippet("src/lib.rs", "let x = 1;")],
             },
+            file_size: Some(4096),
         }
     }
 
@@ -166,6 +170,15 @@ mod tests {
             ..full()
         };
         assert_eq!(key(&empty), key(&empty.clone()));
+    }
+
+    #[test]
+    fn the_file_size_is_not_covered() {
+        let grown = CompletionRequest {
+            file_size: Some(8192),
+            ..full()
+        };
+        assert_eq!(key(&full()), key(&grown));
     }
 
     #[test]

@@ -207,6 +207,7 @@ fn build_request(
         temperature: None,
         stop: postprocess::stop_sequences(mode, language),
         context: assembled.context,
+        file_size: Some(snapshot.text.len_bytes() as u64),
     };
     tracing::trace!(
         path = %request.path,

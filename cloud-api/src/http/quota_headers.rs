@@ -1,0 +1,83 @@
+//! The quota a response leaves, in headers: the IETF RateLimit fields
+//! (draft-ietf-httpapi-ratelimit-headers) for the request quotas, and Tandem's own for
+//! the token budget, which that draft has no unit for.
+//!
+//! ```text
+//! RateLimit-Policy: "hour";q=500;w=3600, "day";q=2000;w=86400
+//! RateLimit: "hour";r=499;t=1830, "day";r=1999;t=48630
+//! Tandem-Tokens-Limit: 8000000
+//! Tandem-Tokens-Remaining: 7999100
+//! Tandem-Tokens-Reset: 48630
+//! ```
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+
+use crate::rate_limit::QuotaStatus;
+
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub(crate) const TOKENS_LIMIT: HeaderName = HeaderName::from_static("tandem-tokens-limit");
+pub(crate) const TOKENS_REMAINING: HeaderName = HeaderName::from_static("tandem-tokens-remaining");
+pub(crate) const TOKENS_RESET: HeaderName = HeaderName::from_static("tandem-tokens-reset");
+
+/// Adds the headers for `status` as of `now`.
+pub(crate) fn insert(headers: &mut HeaderMap, status: &QuotaStatus, now: DateTime<Utc>) {
+    let policy = format!(
+        "\"hour\";q={};w=3600, \"day\";q={};w=86400",
+        status.hour.limit, status.day.limit
+    );
+    let remaining = format!(
+        "\"hour\";r={};t={}, \"day\";r={};t={}",
+        status.hour.remaining(),
+        status.hour.resets_in_secs(now),
+        status.day.remaining(),
+        status.day.resets_in_secs(now)
+    );
+    let values = [
+        (RATELIMIT_POLICY, policy),
+        (RATELIMIT, remaining),
+        (TOKENS_LIMIT, status.tokens.limit.to_string()),
+        (TOKENS_REMAINING, status.tokens.remaining().to_string()),
+        (TOKENS_RESET, status.tokens.resets_in_secs(now).to_string()),
+    ];
+    for (name, value) in values {
+        // Digits, quotes, letters and separators only: always a valid header value.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::Window;
+
+    #[test]
+    fn headers_follow_the_draft_syntax() {
+        let now: DateTime<Utc> = "2026-12-03T10:29:30Z".parse().unwrap();
+        let window = |limit, used, resets: &str| Window {
+            limit,
+            used,
+            resets_at: resets.parse().unwrap(),
+        };
+        let status = QuotaStatus {
+            hour: window(500, 1, "2026-12-03T11:00:00Z"),
+            day: window(2000, 10, "2026-12-04T00:00:00Z"),
+            tokens: window(8_000_000, 900, "2026-12-04T00:00:00Z"),
+        };
+        let mut headers = HeaderMap::new();
+        insert(&mut headers, &status, now);
+        assert_eq!(
+            headers["ratelimit-policy"],
+            "\"hour\";q=500;w=3600, \"day\";q=2000;w=86400"
+        );
+        assert_eq!(
+            headers["ratelimit"],
+            "\"hour\";r=499;t=1830, \"day\";r=1990;t=48630"
+        );
+        assert_eq!(headers["tandem-tokens-remaining"], "7999100");
+        assert_eq!(headers["tandem-tokens-reset"], "48630");
+    }
+}
