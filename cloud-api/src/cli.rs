@@ -51,6 +51,21 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// A user's usage, summed per UTC day or per model.
+    Usage {
+        /// Email of the user.
+        #[arg(long)]
+        email: String,
+        /// Start: an RFC 3339 time or a YYYY-MM-DD date (default: 30 days before `--to`).
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive: an RFC 3339 time or a YYYY-MM-DD date (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// `day` or `model`.
+        #[arg(long, default_value = "day")]
+        group_by: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +181,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let user = users::set_tier(&pool, &email, &tier).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "user {} is now on tier {}", user.email, user.tier)?;
+            Ok(())
+        }
+        Command::Usage {
+            email,
+            from,
+            to,
+            group_by,
+        } => {
+            let mut params = std::collections::BTreeMap::new();
+            params.insert("group_by".to_owned(), group_by);
+            if let Some(from) = from {
+                params.insert("from".to_owned(), from);
+            }
+            if let Some(to) = to {
+                params.insert("to".to_owned(), to);
+            }
+            let query = crate::http::usage::UsageQuery::parse(&params, chrono::Utc::now())
+                .map_err(anyhow::Error::msg)?;
+            let pool = open_migrated(database).await?;
+            let user = users::get_by_email(&pool, &email).await?;
+            let groups =
+                crate::db::usage::summary(&pool, &user.id, query.from, query.to, query.group_by)
+                    .await?;
+            let report = crate::http::usage::response(&query, groups);
+            let mut stdout = std::io::stdout().lock();
+            writeln!(
+                stdout,
+                "usage of {} from {} to {}",
+                user.email, report.from, report.to
+            )?;
+            writeln!(
+                stdout,
+                "{:<24}  {:>9}  {:>7}  {:>13}  {:>17}  {:>10}",
+                report.group_by.to_uppercase(),
+                "REQUESTS",
+                "ERRORS",
+                "PROMPT TOKENS",
+                "COMPLETION TOKENS",
+                "COST USD"
+            )?;
+            for group in report.groups.iter().chain(std::iter::once(&report.total)) {
+                writeln!(
+                    stdout,
+                    "{:<24}  {:>9}  {:>7}  {:>13}  {:>17}  {:>10.4}",
+                    group.key,
+                    group.requests,
+                    group.errors,
+                    group.prompt_tokens,
+                    group.completion_tokens,
+                    group.cost_usd
+                )?;
+            }
             Ok(())
         }
         Command::Keys(KeysCommand::Create { email, name }) => {

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use url::Url;
 
 use crate::prompt::Family;
@@ -24,6 +25,14 @@ pub const DEFAULT_KEY_CACHE_TTL_SECS: u64 = 5;
 pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 30_000;
 /// Default time a whole request may take, in milliseconds.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+/// Default time one inline completion may spend on all its provider attempts, in ms.
+pub const DEFAULT_COMPLETION_BUDGET_MS: u64 = 10_000;
+/// Default time one chat request may spend on all its provider attempts, in ms.
+pub const DEFAULT_CHAT_BUDGET_MS: u64 = 60_000;
+/// Default number of consecutive failures that open a provider's circuit breaker.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// Default time an open circuit breaker waits before letting one probe through, in ms.
+pub const DEFAULT_BREAKER_COOLDOWN_MS: u64 = 30_000;
 
 /// Everything the `--config` file can say. Every section and field is optional.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -42,14 +51,35 @@ pub struct Config {
     /// API-key authentication settings.
     #[serde(default)]
     pub auth: AuthConfig,
-    /// Model providers. Requests go to the first one; with none, the built-in `local`
-    /// provider answers.
+    /// Model providers. Each tier's requests go to the providers it may use, in this
+    /// order unless `[routing.<tier>]` says otherwise, falling back on failure; with none
+    /// configured, the built-in `local` provider answers.
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
     /// Tiers, `[tiers.<name>]`: the defaults `free`, `pro` and `enterprise`, whose keys
     /// left out keep their default values, and any tier the deployment adds.
     #[serde(default)]
     pub tiers: BTreeMap<String, TierConfig>,
+    /// Which providers serve each tier and task, in what order, and how hard to try:
+    /// `[routing]` and its `[routing.<tier>]` tables (see [`RoutingConfig`]).
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// Prices per model, `[prices."<model>"]`, for the cost estimate of each usage record;
+    /// a model without a price costs 0.
+    #[serde(default)]
+    pub prices: BTreeMap<String, PriceConfig>,
+}
+
+/// One `[prices."<model>"]` table: US dollars per million tokens.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Per million prompt (input) tokens.
+    #[serde(default)]
+    pub prompt_per_million_usd: f64,
+    /// Per million completion (output) tokens.
+    #[serde(default)]
+    pub completion_per_million_usd: f64,
 }
 
 /// One `[tiers.<name>]` table (see [`crate::tiers`]): every key is optional for the
@@ -89,6 +119,239 @@ pub struct TierConfig {
     /// `code_actions`); `["*"]` for all.
     #[serde(default)]
     pub features: Option<Vec<String>>,
+}
+
+/// `[routing]`: how a request reaches a provider. The keys here apply to every tier; each
+/// `[routing.<tier>]` table ([`TierRoutingConfig`]) orders the providers of one tier. A tier
+/// without a table uses every provider it is allowed, in `[[providers]]` order.
+///
+/// A request tries its providers in order and moves on when one is unreachable, times out,
+/// answers 5xx, 429 or another status that says the provider (not the request) is at fault,
+/// or answers something unreadable, until one answers or the task's budget is spent. See
+/// [`crate::routing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Longest one inline completion may spend on all its provider attempts (fallbacks and
+    /// the retry included), in milliseconds. Each attempt gets the lower of its provider's
+    /// `timeout_ms` and what is left of the budget. Default 10000.
+    pub completion_budget_ms: u64,
+    /// The same for chat, explanations and code actions, in milliseconds. Default 60000.
+    /// Either budget is in turn cut short by `limits.request_timeout_ms`.
+    pub chat_budget_ms: u64,
+    /// Consecutive failures after which a provider's circuit breaker opens: requests skip
+    /// the provider until the cool-down has passed. Default 5.
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps its provider out, in milliseconds. After it, one
+    /// request at a time probes the provider: a success closes the breaker, a failure opens
+    /// it for another cool-down. Default 30000.
+    pub breaker_cooldown_ms: u64,
+    /// The `[routing.<tier>]` tables, by tier name.
+    pub tiers: BTreeMap<String, TierRoutingConfig>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            completion_budget_ms: DEFAULT_COMPLETION_BUDGET_MS,
+            chat_budget_ms: DEFAULT_CHAT_BUDGET_MS,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            breaker_cooldown_ms: DEFAULT_BREAKER_COOLDOWN_MS,
+            tiers: BTreeMap::new(),
+        }
+    }
+}
+
+/// One `[routing.<tier>]` table: the providers of one tier for each task, most preferred
+/// first. Every name must be a `[[providers]]` name the tier allows
+/// (`tiers.<tier>.providers`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TierRoutingConfig {
+    /// Providers for inline completions, e.g. `["ollama", "openai"]`: the first is asked
+    /// first, the next when it fails, and so on. Left out: every provider the tier allows,
+    /// in `[[providers]]` order.
+    #[serde(default)]
+    pub completion: Option<Vec<String>>,
+    /// Providers for chat, explanations and code actions, as `completion`.
+    #[serde(default)]
+    pub chat: Option<Vec<String>>,
+    /// Spreads load over the first choice: `{ "a" = 3, "b" = 1 }` asks `a` first three
+    /// times as often as `b`; the rest of the list stays in order behind it as fallbacks.
+    /// In a list that names any weighted provider, the unweighted ones are never asked
+    /// first. Weights are whole numbers of at least 1. Default: no weights, list order.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+}
+
+// `[routing]` mixes its own keys with `[routing.<tier>]` tables, and serde's `flatten`
+// does not work with `deny_unknown_fields`; so the keys are matched by hand, and any other
+// key must hold a tier table.
+impl<'de> Deserialize<'de> for RoutingConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RoutingVisitor)
+    }
+}
+
+struct RoutingVisitor;
+
+impl<'de> Visitor<'de> for RoutingVisitor {
+    type Value = RoutingConfig;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a [routing] table")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RoutingConfig, A::Error> {
+        let mut routing = RoutingConfig::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "completion_budget_ms" => routing.completion_budget_ms = map.next_value()?,
+                "chat_budget_ms" => routing.chat_budget_ms = map.next_value()?,
+                "breaker_failures" => routing.breaker_failures = map.next_value()?,
+                "breaker_cooldown_ms" => routing.breaker_cooldown_ms = map.next_value()?,
+                _ => {
+                    let TierTable(table) = map.next_value()?;
+                    routing.tiers.insert(key, table);
+                }
+            }
+        }
+        Ok(routing)
+    }
+}
+
+/// A `[routing.<tier>]` table, whose "expected" message lists the `[routing]` keys too, so
+/// a misspelt key (`completion_budget = 5`) is explained rather than taken for a tier.
+struct TierTable(TierRoutingConfig);
+
+impl<'de> Deserialize<'de> for TierTable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TierTableVisitor)
+    }
+}
+
+struct TierTableVisitor;
+
+impl<'de> Visitor<'de> for TierTableVisitor {
+    type Value = TierTable;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(
+            "a [routing.<tier>] table; the keys of [routing] itself are completion_budget_ms, \
+             chat_budget_ms, breaker_failures and breaker_cooldown_ms",
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TierTable, A::Error> {
+        TierRoutingConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            .map(TierTable)
+    }
+}
+
+impl RoutingConfig {
+    /// Checks the budgets and breaker settings, and that every `[routing.<tier>]` table
+    /// names an existing tier and only providers that tier may use.
+    fn validate(&self, tiers: &Tiers, providers: &[ProviderConfig]) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        let durations = [
+            ("completion_budget_ms", self.completion_budget_ms),
+            ("chat_budget_ms", self.chat_budget_ms),
+            ("breaker_cooldown_ms", self.breaker_cooldown_ms),
+        ];
+        for (key, value) in durations {
+            if value == 0 {
+                return invalid(format!("routing.{key} must be at least 1"));
+            }
+        }
+        if self.breaker_failures == 0 {
+            return invalid("routing.breaker_failures must be at least 1".to_owned());
+        }
+        for (tier_name, table) in &self.tiers {
+            let at = format!("routing.{tier_name}");
+            let policy = tandem_shared::Tier::new(tier_name)
+                .ok()
+                .and_then(|tier| tiers.get(&tier));
+            let Some(policy) = policy else {
+                let known: Vec<&str> = tiers.all().map(|policy| policy.name.as_str()).collect();
+                return invalid(format!(
+                    "{at}: there is no tier `{tier_name}` (tiers: {})",
+                    known.join(", ")
+                ));
+            };
+            let allowed: Vec<&str> = providers
+                .iter()
+                .filter(|provider| policy.allows_provider(&provider.name, provider.kind.as_str()))
+                .map(|provider| provider.name.as_str())
+                .collect();
+            for (task, list) in [("completion", &table.completion), ("chat", &table.chat)] {
+                let Some(list) = list else { continue };
+                if list.is_empty() {
+                    return invalid(format!(
+                        "{at}.{task} must name at least one provider; leave it out to use \
+                         every provider the tier allows"
+                    ));
+                }
+                for (index, name) in list.iter().enumerate() {
+                    check_routed_provider(&format!("{at}.{task}"), name, policy, providers)?;
+                    if list[..index].contains(name) {
+                        return invalid(format!("{at}.{task}: provider `{name}` is listed twice"));
+                    }
+                }
+            }
+            for (name, weight) in &table.weights {
+                check_routed_provider(&format!("{at}.weights"), name, policy, providers)?;
+                if *weight == 0 {
+                    return invalid(format!(
+                        "{at}.weights: `{name}` must weigh at least 1; leave a provider out \
+                         of weights to keep it as a fallback only"
+                    ));
+                }
+                let listed = [&table.completion, &table.chat]
+                    .into_iter()
+                    .any(|list| match list {
+                        Some(list) => list.contains(name),
+                        None => allowed.contains(&name.as_str()),
+                    });
+                if !listed {
+                    return invalid(format!(
+                        "{at}.weights: provider `{name}` is in neither {at}.completion nor \
+                         {at}.chat"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that a routing list names a configured provider that `policy` allows.
+fn check_routed_provider(
+    at: &str,
+    name: &str,
+    policy: &crate::tiers::TierPolicy,
+    providers: &[ProviderConfig],
+) -> Result<(), ConfigError> {
+    let Some(provider) = providers.iter().find(|provider| provider.name == name) else {
+        let known: Vec<&str> = providers
+            .iter()
+            .map(|provider| provider.name.as_str())
+            .collect();
+        let known = if known.is_empty() {
+            "none are configured".to_owned()
+        } else {
+            format!("configured: {}", known.join(", "))
+        };
+        return Err(ConfigError::Invalid(format!(
+            "{at}: `{name}` is not a [[providers]] name ({known})"
+        )));
+    };
+    if !policy.allows_provider(&provider.name, provider.kind.as_str()) {
+        let tier = &policy.name;
+        return Err(ConfigError::Invalid(format!(
+            "{at}: provider `{name}` is not allowed for tier `{tier}`; add it to \
+             tiers.{tier}.providers or remove it here"
+        )));
+    }
+    Ok(())
 }
 
 /// `[limits]`: what a single request may cost the server.
@@ -395,6 +658,14 @@ impl Config {
             }
         }
         self.tiers()?;
+        for (model, price) in &self.prices {
+            let valid = |value: f64| value.is_finite() && value >= 0.0;
+            if !valid(price.prompt_per_million_usd) || !valid(price.completion_per_million_usd) {
+                return invalid(format!(
+                    "prices.\"{model}\": prices must be finite and not negative"
+                ));
+            }
+        }
         let mut names = HashSet::new();
         for (index, provider) in self.providers.iter().enumerate() {
             let at = format!("providers[{index}]");
@@ -486,6 +757,8 @@ impl Config {
                 }
             }
         }
+        // Last: routing names providers, whose names are unique only once checked above.
+        self.routing.validate(&self.tiers()?, &self.providers)?;
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! requests to a model provider.
 //!
 //! Code map: [`cli`] parses commands, [`serve`] runs the server around [`http::app`],
-//! [`extract`] authenticates and validates, [`providers`] talks to model servers, and
+//! [`extract`] authenticates and validates, [`providers`] talks to model servers,
+//! [`routing`] picks and orders them per tier and task (fallback, circuit breakers), and
 //! [`db`] holds all SQL.
 
 pub mod cli;
@@ -15,9 +16,11 @@ pub mod keys;
 pub mod prompt;
 pub mod providers;
 pub mod rate_limit;
+pub mod routing;
 pub mod serve;
 pub mod state;
 pub mod tiers;
+pub mod usage;
 
 pub use config::Config;
 pub use http::app;

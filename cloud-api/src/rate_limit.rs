@@ -128,7 +128,7 @@ impl Counters {
 }
 
 /// The UTC hour and day `now` falls in.
-fn window_starts(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn window_starts(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
     let day = now.duration_trunc(TimeDelta::days(1)).unwrap_or(now);
     (hour, day)

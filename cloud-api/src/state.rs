@@ -11,7 +11,9 @@ use crate::extract::AuthUser;
 use crate::keys::KeyHash;
 use crate::providers::{Provider, ProviderRegistry, ProviderSetupError};
 use crate::rate_limit::RateLimiter;
+use crate::routing::ProviderRouter;
 use crate::tiers::{TierPolicy, Tiers};
+use crate::usage::UsageRecorder;
 
 /// Most keys remembered by the auth cache.
 const KEY_CACHE_CAPACITY: u64 = 10_000;
@@ -31,6 +33,10 @@ pub struct AppState {
     pub tiers: Arc<Tiers>,
     /// Rate limits and quotas of this instance.
     pub limiter: Arc<RateLimiter>,
+    /// Usage records, committed in batches (group commit).
+    pub usage: UsageRecorder,
+    /// Which providers answer which tier and task, with fallback and circuit breakers.
+    pub router: Arc<ProviderRouter>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -59,7 +65,8 @@ impl AppState {
         Ok(AppState::with_providers(config, db, providers))
     }
 
-    /// Builds the state around providers made elsewhere.
+    /// Builds the state around providers made elsewhere. Starts the usage writer, so it
+    /// needs a Tokio runtime.
     pub fn with_providers(config: Config, db: SqlitePool, providers: ProviderRegistry) -> AppState {
         let ttl = config.auth.key_cache_ttl_secs;
         let key_cache = (ttl > 0).then(|| {
@@ -75,6 +82,8 @@ impl AppState {
             Tiers::default()
         });
         let limiter = RateLimiter::new(&tiers);
+        let usage = UsageRecorder::spawn(db.clone());
+        let router = ProviderRouter::from_config(&config, &providers);
         AppState {
             config: Arc::new(config),
             db,
@@ -82,6 +91,8 @@ impl AppState {
             key_cache,
             tiers: Arc::new(tiers),
             limiter: Arc::new(limiter),
+            usage,
+            router: Arc::new(router),
         }
     }
 

@@ -197,13 +197,13 @@ fn admin_errors_exit_1_with_a_message() {
 fn migrate_dry_run_lists_then_migrate_applies() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let pending = "pending 0001 init\npending 0002 tiers as data\n";
+    let pending = "pending 0001 init\npending 0002 tiers as data\npending 0003 usage\n";
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     // A dry run changes nothing.
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     assert_eq!(
         run_ok(dir, &["migrate"]),
-        "applied 0001 init\napplied 0002 tiers as data\n"
+        "applied 0001 init\napplied 0002 tiers as data\napplied 0003 usage\n"
     );
     assert_eq!(
         run_ok(dir, &["migrate", "--dry-run"]),

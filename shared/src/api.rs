@@ -182,6 +182,33 @@ pub struct TierLimitsInfo {
     pub features: Vec<String>,
 }
 
+/// `GET /v1/usage`: the caller's usage over `[from, to)`, grouped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageResponse {
+    /// RFC 3339, UTC.
+    pub from: String,
+    /// RFC 3339, UTC (exclusive).
+    pub to: String,
+    /// `day` or `model`.
+    pub group_by: String,
+    /// In key order: days as `YYYY-MM-DD`, or model names (`-` for none).
+    pub groups: Vec<UsageGroupInfo>,
+    /// All groups summed; `key` is `total`.
+    pub total: UsageGroupInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageGroupInfo {
+    pub key: String,
+    pub requests: u64,
+    /// Requests answered with an error status (refusals included).
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Estimated from the configured prices, in US dollars.
+    pub cost_usd: f64,
+}
+
 /// One quota window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaInfo {

@@ -11,7 +11,7 @@ pub mod tokens;
 
 pub use api::{
     Choice, CodeContext, CompletionRequest, CompletionResponse, MeResponse, QuotaInfo, Snippet,
-    TierLimitsInfo, Usage, UserInfo,
+    TierLimitsInfo, Usage, UsageGroupInfo, UsageResponse, UserInfo,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use tier::Tier;

@@ -18,3 +18,4 @@ mod privacy;
 mod provider_wire;
 mod support;
 mod typing;
+mod usage;

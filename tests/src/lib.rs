@@ -14,7 +14,7 @@ pub mod lsp_client;
 pub mod provider;
 pub mod proxy;
 
-pub use cloud::{CloudOptions, CloudServer, ProviderConfig};
+pub use cloud::{CloudOptions, CloudServer, ProviderConfig, TEST_USER_EMAIL};
 pub use document::{Encoding, TextModel};
 pub use lsp_client::{LspClient, LspOptions, PendingRequest, RpcError};
 pub use provider::{ProviderFixture, RecordedRequest};

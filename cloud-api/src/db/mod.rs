@@ -3,6 +3,7 @@
 //! All SQL of the crate lives under this module.
 
 pub mod api_keys;
+pub mod usage;
 pub mod users;
 
 use std::path::Path;
@@ -153,10 +154,14 @@ mod tests {
                 PendingMigration {
                     version: 2,
                     description: "tiers as data".to_owned()
+                },
+                PendingMigration {
+                    version: 3,
+                    description: "usage".to_owned()
                 }
             ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 2);
+        assert_eq!(migrate(&pool).await.unwrap(), 3);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
@@ -188,7 +193,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&pool).await.unwrap(), 1);
+        assert_eq!(migrate(&pool).await.unwrap(), 2);
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
             .fetch_one(&pool)
             .await

@@ -3,7 +3,6 @@
 //! provider the tier allows, report usage and the quota left.
 
 use std::path::Component;
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -15,11 +14,13 @@ use tandem_shared::tokens::estimate;
 use tandem_shared::{Choice, CodeContext, CompletionRequest, CompletionResponse, Snippet, Usage};
 
 use super::quota_headers;
+use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
-use crate::providers::Provider;
+use crate::routing::{RoutePlan, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
+use crate::usage::cost_usd;
 
 /// Largest `max_tokens` a request may ask for.
 pub(crate) const MAX_TOKENS_LIMIT: u32 = 4096;
@@ -215,13 +216,11 @@ pub(crate) fn require_feature(
     })
 }
 
-/// The first configured provider the tier may use.
-fn choose_provider<'a>(
-    state: &'a AppState,
-    policy: &'a TierPolicy,
-) -> Result<&'a Arc<dyn Provider>, AppError> {
-    if let Some(provider) = state.allowed_providers(policy).next() {
-        return Ok(provider);
+/// The providers that answer this tier's completions, in order of preference: its
+/// `[routing.<tier>]` list, or the providers it may use in configuration order.
+fn plan_route(state: &AppState, policy: &TierPolicy) -> Result<RoutePlan, AppError> {
+    if let Some(plan) = state.router.plan(policy, Task::Completion) {
+        return Ok(plan);
     }
     // Name a tier that could use one of the configured providers.
     let required_tier = state.providers.iter().find_map(|provider| {
@@ -242,15 +241,61 @@ async fn handle_completions(
     caller: AuthUser,
     ValidJson(request): ValidJson<CompletionRequest>,
 ) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let mut record = UsageRecord {
+        request_id: format!("cmpl-{}", uuid::Uuid::new_v4()),
+        user_id: caller.user.id.clone(),
+        key_id: caller.key_id.clone(),
+        endpoint: ENDPOINT.to_owned(),
+        task: Feature::InlineCompletion.as_str().to_owned(),
+        provider: None,
+        model: None,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        latency_ms: 0,
+        status: 200,
+        cost_usd: 0.0,
+        created_at: Utc::now(),
+    };
+    let result = complete(&state, &caller, &request, &mut record).await;
+    record.latency_ms = started.elapsed().as_millis() as u64;
+    record.status = match &result {
+        Ok(_) => 200,
+        Err(error) => error.status_code().as_u16(),
+    };
+    // Durable before the answer leaves: an answered request is always accounted for.
+    state
+        .usage
+        .record(record)
+        .await
+        .map_err(|error| AppError::NotReady {
+            public: "usage could not be recorded".to_owned(),
+            cause: Box::new(error),
+        })?;
+    result
+}
+
+/// The route's path, as usage records name it.
+const ENDPOINT: &str = "/v1/completions";
+
+/// Checks the request against the caller's tier and limits, asks the provider, and fills
+/// in `record` with what happened.
+async fn complete(
+    state: &AppState,
+    caller: &AuthUser,
+    request: &CompletionRequest,
+    record: &mut UsageRecord,
+) -> Result<Response, AppError> {
     let policy = state.policy(&caller.user.tier)?;
-    require_feature(&state, policy, Feature::InlineCompletion)?;
-    let request_tokens = estimated_prompt_tokens(&request);
+    require_feature(state, policy, Feature::InlineCompletion)?;
+    let request_tokens = estimated_prompt_tokens(request);
     check_context_budget(request_tokens, policy)?;
-    check_file_size(&request, policy)?;
-    let provider = choose_provider(&state, policy)?;
+    check_file_size(request, policy)?;
+    let plan = plan_route(state, policy)?;
 
     let admitted_at = Utc::now();
     let reserved = u64::from(request_tokens);
+    seed_limits(state, &caller.user.id, admitted_at).await?;
     state
         .limiter
         .admit(&caller.user.id, policy, reserved, admitted_at)
@@ -259,14 +304,31 @@ async fn handle_completions(
             tier: policy.name.clone(),
         })?;
 
-    let started = Instant::now();
-    let completion = match provider.complete(&request).await {
-        Ok(completion) => completion,
-        Err(error) => {
+    let routed = match state
+        .router
+        .complete_with_fallback(&plan, request, plan.budget())
+        .await
+    {
+        Ok(routed) => routed,
+        Err(failure) => {
+            record.provider = failure
+                .attempts
+                .last()
+                .map(|attempt| attempt.provider.clone());
             state.limiter.refund(&caller.user.id, reserved, admitted_at);
-            return Err(error.into());
+            return Err(failure.error.into());
         }
     };
+    if routed.attempts.len() > 1 {
+        tracing::info!(
+            attempts = routed.attempts.len(),
+            provider = %routed.provider,
+            "answered after falling back"
+        );
+    }
+    let provider_name = routed.provider;
+    let completion = routed.completion;
+    record.provider = Some(provider_name.clone());
     let prompt_tokens = completion.prompt_tokens.unwrap_or(request_tokens);
     let completion_tokens = completion
         .completion_tokens
@@ -279,24 +341,32 @@ async fn handle_completions(
         u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
         now,
     );
+    record.model = Some(completion.model.clone());
+    record.prompt_tokens = usage.prompt_tokens;
+    record.completion_tokens = usage.completion_tokens;
+    record.cost_usd = cost_usd(
+        &state.config.prices,
+        &completion.model,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    );
     tracing::info!(
         user_id = %caller.user.id,
         key_id = %caller.key_id,
-        provider = provider.name(),
+        provider = %provider_name,
         model = %completion.model,
         prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens,
-        elapsed_ms = started.elapsed().as_millis() as u64,
         "completion served"
     );
     let mut response = Json(CompletionResponse {
-        id: format!("cmpl-{}", uuid::Uuid::new_v4()),
+        id: record.request_id.clone(),
         choices: vec![Choice {
             index: 0,
             text: completion.text,
             finish_reason: completion.finish_reason,
         }],
-        provider: provider.name().to_owned(),
+        provider: provider_name,
         model: completion.model,
         usage,
     })
@@ -304,6 +374,30 @@ async fn handle_completions(
     let status = state.limiter.status(&caller.user.id, policy, now);
     quota_headers::insert(response.headers_mut(), &status, now);
     Ok(response)
+}
+
+/// The first request of a user on this instance starts their counters from what the
+/// usage records say they used this hour and day, so a restart does not reset quotas.
+async fn seed_limits(
+    state: &AppState,
+    user_id: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), AppError> {
+    if state.limiter.knows(user_id) {
+        return Ok(());
+    }
+    let (hour, day) = crate::rate_limit::window_starts(now);
+    let used = crate::db::usage::used_since(&state.db, user_id, hour, day)
+        .await
+        .map_err(AppError::internal)?;
+    state.limiter.seed(
+        user_id,
+        used.requests_since_hour,
+        used.requests_since_day,
+        used.tokens_since_day,
+        now,
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! `GET /health` (the process is up) and `GET /ready` (it can serve: the database answers).
+//! `GET /health` (the process is up) and `GET /ready` (it can serve: the database answers
+//! and at least one provider's circuit breaker is not open; `providers` lists each
+//! provider's breaker state).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -7,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::db;
 use crate::error::AppError;
+use crate::routing;
 use crate::state::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -26,6 +29,17 @@ async fn handle_ready(State(state): State<AppState>) -> Result<Json<Value>, AppE
             public: "the database is not reachable".to_owned(),
             cause: Box::new(error),
         })?;
+    let providers = state.router.provider_health();
+    if routing::every_breaker_open(&providers) {
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        return Err(AppError::NotReady {
+            public: format!(
+                "every model provider's circuit breaker is open ({})",
+                names.join(", ")
+            ),
+            cause: "every circuit breaker is open".into(),
+        });
+    }
     let primary = state.providers.primary();
     let provider = primary.map(|provider| provider.name().to_owned());
     let model = primary.map(|provider| provider.model().to_owned());
@@ -35,5 +49,6 @@ async fn handle_ready(State(state): State<AppState>) -> Result<Json<Value>, AppE
         "database": "ok",
         "provider": provider,
         "model": model,
+        "providers": providers,
     })))
 }

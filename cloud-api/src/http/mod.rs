@@ -4,6 +4,7 @@ mod completions;
 mod health;
 mod me;
 pub(crate) mod quota_headers;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -27,7 +28,8 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(me::router())
-        .merge(completions::router());
+        .merge(completions::router())
+        .merge(usage::router());
     with_layers(routes, state)
 }
 
