@@ -108,37 +108,49 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// Checks a well-formed key against the database, through the cache.
+/// Checks a well-formed key against the database, through the cache. Concurrent
+/// requests with the same uncached key share one database look-up.
 async fn authenticate(state: &AppState, key: &str) -> Result<AuthUser, AppError> {
     let hash = KeyHash::of(key);
-    if let Some(cache) = &state.key_cache {
-        if let Some(user) = cache.get(&hash).await {
-            return Ok(user);
-        }
-    }
+    let result = match &state.key_cache {
+        Some(cache) => cache
+            .try_get_with(hash, look_up(state, key, hash))
+            .await
+            .map_err(|failure| (*failure).clone()),
+        None => look_up(state, key, hash).await,
+    };
+    result.map_err(|failure| match failure {
+        AuthFailure::Unknown => AppError::Unauthorized("unknown API key".to_owned()),
+        AuthFailure::Revoked => AppError::Unauthorized("API key has been revoked".to_owned()),
+        AuthFailure::Database(message) => AppError::internal(message),
+    })
+}
+
+/// Why a key was not accepted; cloneable so a shared look-up can fail every waiter.
+#[derive(Debug, Clone)]
+enum AuthFailure {
+    Unknown,
+    Revoked,
+    Database(String),
+}
+
+async fn look_up(state: &AppState, key: &str, hash: KeyHash) -> Result<AuthUser, AuthFailure> {
     let found = api_keys::find_by_hash(&state.db, &hash)
         .await
-        .map_err(AppError::internal)?;
+        .map_err(|error| AuthFailure::Database(error.to_string()))?;
     // The lookup is by hash; the constant-time comparison keeps the final decision
     // independent of how much of the hash matched.
     let Some(found) = found.filter(|found| keys::verify(key, &found.key_hash)) else {
-        return Err(AppError::Unauthorized("unknown API key".to_owned()));
+        return Err(AuthFailure::Unknown);
     };
     if found.revoked {
-        return Err(AppError::Unauthorized(
-            "API key has been revoked".to_owned(),
-        ));
+        return Err(AuthFailure::Revoked);
     }
-    if let Err(error) = api_keys::touch_last_used(&state.db, &found.key_id).await {
-        // Bookkeeping only; the request itself may go on.
-        tracing::warn!(key_id = %found.key_id, error = %error, "cannot record key use");
-    }
-    let user = AuthUser {
+    // Bookkeeping, folded into the usage writer's next transaction: a write here would
+    // contend with it for SQLite's one write lock on the request's path.
+    state.usage.touch_key(&found.key_id, chrono::Utc::now());
+    Ok(AuthUser {
         key_id: found.key_id,
         user: found.user,
-    };
-    if let Some(cache) = &state.key_cache {
-        cache.insert(hash, user.clone()).await;
-    }
-    Ok(user)
+    })
 }

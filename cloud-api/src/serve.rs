@@ -40,6 +40,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     if applied > 0 {
         tracing::info!(applied, "applied database migrations");
     }
+    let checkpointer = db::spawn_checkpointer(pool.clone());
     // Provider keys are read here, so a missing one stops the start before binding.
     let state = AppState::new(options.config, pool.clone())?;
     let listener = tokio::net::TcpListener::bind(options.bind)
@@ -69,6 +70,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed")?;
+    checkpointer.abort();
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -8,13 +8,14 @@
 //! shared; when idle, a record is committed alone at once. A process killed after
 //! answering has therefore already committed the answered request's record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::PriceConfig;
-use crate::db::usage::{insert_batch, UsageRecord};
+use crate::db::usage::{write_batch, UsageRecord};
 
 /// Most records committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -33,9 +34,13 @@ pub enum UsageError {
     Stopped,
 }
 
-struct Job {
-    record: UsageRecord,
-    done: oneshot::Sender<Result<(), UsageError>>,
+enum Job {
+    Record {
+        record: UsageRecord,
+        done: oneshot::Sender<Result<(), UsageError>>,
+    },
+    /// A key was used: its `last_used_at`, written with the next batch.
+    Touch { key_id: String, at: DateTime<Utc> },
 }
 
 /// The handle handlers use; cheap to clone.
@@ -63,10 +68,22 @@ impl UsageRecorder {
     pub async fn record(&self, record: UsageRecord) -> Result<(), UsageError> {
         let (done, committed) = oneshot::channel();
         self.jobs
-            .send(Job { record, done })
+            .send(Job::Record { record, done })
             .await
             .map_err(|_| UsageError::Stopped)?;
         committed.await.map_err(|_| UsageError::Stopped)?
+    }
+
+    /// Notes that `key_id` was used at `at`, for the key's `last_used_at`; written with
+    /// the next batch, never waited for (dropped, with a log line, if the queue is full).
+    pub fn touch_key(&self, key_id: &str, at: DateTime<Utc>) {
+        let job = Job::Touch {
+            key_id: key_id.to_owned(),
+            at,
+        };
+        if self.jobs.try_send(job).is_err() {
+            tracing::debug!(key_id, "usage queue full; last_used_at not updated");
+        }
     }
 }
 
@@ -76,14 +93,32 @@ async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
         if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             return; // Every handle is gone and the queue is empty.
         }
-        let records: Vec<UsageRecord> = jobs.iter().map(|job| job.record.clone()).collect();
-        let outcome = insert_batch(&pool, &records).await.map_err(|error| {
-            tracing::error!(%error, rows = records.len(), "cannot record usage");
-            UsageError::Database(error.to_string())
-        });
+        let mut records = Vec::with_capacity(jobs.len());
+        let mut waiters = Vec::with_capacity(jobs.len());
+        // The latest use of each key in the batch.
+        let mut touched: HashMap<String, DateTime<Utc>> = HashMap::new();
         for job in jobs.drain(..) {
+            match job {
+                Job::Record { record, done } => {
+                    records.push(record);
+                    waiters.push(done);
+                }
+                Job::Touch { key_id, at } => {
+                    let latest = touched.entry(key_id).or_insert(at);
+                    *latest = (*latest).max(at);
+                }
+            }
+        }
+        let touched: Vec<(String, DateTime<Utc>)> = touched.into_iter().collect();
+        let outcome = write_batch(&pool, &records, &touched)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, rows = records.len(), "cannot record usage");
+                UsageError::Database(error.to_string())
+            });
+        for done in waiters {
             // A waiter that went away (its request was cancelled) needs no answer.
-            let _ = job.done.send(outcome.clone());
+            let _ = done.send(outcome.clone());
         }
     }
 }

@@ -282,8 +282,15 @@ async fn key_use_is_recorded() {
     let user = tandem_cloud::db::users::get_by_email(&app.state.db, "user@example.com")
         .await
         .unwrap();
-    let listed = api_keys::list_for_user(&app.state.db, &user).await.unwrap();
-    assert!(listed[0].last_used_at.is_some());
+    // Written with the usage writer's next transaction, moments later.
+    for _ in 0..200 {
+        let listed = api_keys::list_for_user(&app.state.db, &user).await.unwrap();
+        if listed[0].last_used_at.is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("last_used_at was not recorded within 2 s");
 }
 
 #[tokio::test]

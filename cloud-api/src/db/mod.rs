@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
 /// The migrations in `cloud-api/migrations/`, compiled into the binary.
@@ -61,6 +61,16 @@ pub async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, DbErro
         .foreign_keys(true)
         // WAL lets the CLI write while the server reads.
         .journal_mode(SqliteJournalMode::Wal)
+        // In WAL mode, NORMAL makes a commit durable against the process dying (the
+        // commit is in the WAL file before `COMMIT` returns) without an fsync per
+        // commit; only a power loss or OS crash can roll back the last transactions.
+        // Usage records rely on the former (an answered request has its record even
+        // after `kill -9`); fsync per commit tripled the API's p99 overhead.
+        .synchronous(SqliteSynchronous::Normal)
+        // No checkpoint inside a commit: it would stall every request waiting on that
+        // commit. `serve` checkpoints in the background ([`spawn_checkpointer`]); a
+        // process that only ran CLI commands checkpoints when its last connection closes.
+        .pragma("wal_autocheckpoint", "0")
         .busy_timeout(BUSY_TIMEOUT);
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
@@ -106,6 +116,31 @@ pub async fn pending_migrations(pool: &SqlitePool) -> Result<Vec<PendingMigratio
             description: migration.description.to_string(),
         })
         .collect())
+}
+
+/// How often `serve` copies the WAL back into the database file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Checkpoints the WAL every [`CHECKPOINT_INTERVAL`] on a pool connection, outside any
+/// request's path. PASSIVE never waits for readers or blocks writers; the WAL is reused
+/// from its start once a checkpoint has caught up.
+pub fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%error, "WAL checkpoint failed");
+            }
+        }
+    })
 }
 
 /// Checks that the database answers.

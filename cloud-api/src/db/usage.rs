@@ -33,7 +33,28 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// Inserts `records` in one transaction: all of them or none.
 pub async fn insert_batch(pool: &SqlitePool, records: &[UsageRecord]) -> Result<(), DbError> {
+    write_batch(pool, records, &[]).await
+}
+
+/// Inserts `records` and moves each `(key id, time)` of `touched` to the key's
+/// `last_used_at` (never backwards), in one transaction.
+pub async fn write_batch(
+    pool: &SqlitePool,
+    records: &[UsageRecord],
+    touched: &[(String, DateTime<Utc>)],
+) -> Result<(), DbError> {
     let mut transaction = pool.begin().await?;
+    for (key_id, at) in touched {
+        // Same encoding as `api_keys::touch_last_used`, so the comparison is textual.
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = ?1 \
+             WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
+        )
+        .bind(at)
+        .bind(key_id)
+        .execute(&mut *transaction)
+        .await?;
+    }
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO usage (request_id, user_id, key_id, endpoint, task, provider, model, \
