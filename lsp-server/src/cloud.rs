@@ -16,6 +16,10 @@ use crate::credentials::ApiKey;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long completions pause after a 429 that says nothing about when to retry.
+pub const RATE_LIMIT_PAUSE_DEFAULT: Duration = Duration::from_secs(10);
+/// The longest pause after a 429, whatever the server says.
+pub const RATE_LIMIT_PAUSE_MAX: Duration = Duration::from_secs(15 * 60);
 
 /// Where and as whom to call, taken fresh from the settings for every request.
 #[derive(Debug, Clone)]
@@ -44,7 +48,7 @@ pub enum CloudError {
     #[error("unreadable answer from the server: {0}")]
     BadResponse(String),
     /// A recent failure put the client in back-off; the network was not used.
-    #[error("skipped: the server failed recently, retrying in {0:?}")]
+    #[error("skipped: backing off after a failure or a rate limit, for another {0:?}")]
     BackingOff(Duration),
 }
 
@@ -61,6 +65,13 @@ impl Backoff {
         self.until
             .and_then(|until| until.checked_duration_since(now))
             .filter(|remaining| !remaining.is_zero())
+    }
+
+    /// Skips calls for `delay` from `now` (or longer, if a back-off already does), without
+    /// counting a failure: the server asked to wait.
+    pub fn pause(&mut self, now: Instant, delay: Duration) {
+        let until = now + delay;
+        self.until = Some(self.until.map_or(until, |current| current.max(until)));
     }
 
     /// Records a failure and returns the window it opens.
@@ -124,6 +135,17 @@ impl CloudClient {
             Err(CloudError::Unreachable { .. }) => {
                 let delay = self.backoff().record_failure(Instant::now());
                 tracing::warn!(server = %target.server, ?delay, "cloud unreachable; backing off");
+            }
+            Err(CloudError::Server { status: 429, body }) => {
+                // Asking again before the limit resets only earns another 429. Capped, so
+                // a user whose tier was raised meanwhile is not kept waiting for hours.
+                let wait = body
+                    .error
+                    .retry_after_secs
+                    .map_or(RATE_LIMIT_PAUSE_DEFAULT, Duration::from_secs)
+                    .min(RATE_LIMIT_PAUSE_MAX);
+                self.backoff().pause(Instant::now(), wait);
+                tracing::warn!(server = %target.server, ?wait, "rate limited; pausing completions");
             }
             Err(CloudError::Server { status, .. }) if *status >= 500 => {
                 let delay = self.backoff().record_failure(Instant::now());
@@ -236,6 +258,41 @@ mod tests {
             backoff.record_failure(Instant::now());
         }
         assert_eq!(backoff.record_failure(Instant::now()), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_pause_never_shortens_a_longer_back_off() {
+        let now = Instant::now();
+        let mut backoff = Backoff::default();
+        backoff.pause(now, Duration::from_secs(30));
+        backoff.pause(now, Duration::from_secs(5));
+        assert_eq!(backoff.remaining(now), Some(Duration::from_secs(30)));
+        // A pause is not a failure: the next failure starts at the initial delay.
+        assert_eq!(backoff.record_failure(now), BACKOFF_INITIAL);
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_pauses_completions_for_as_long_as_the_server_says() {
+        let (server, hits) = fixed_server(
+            429,
+            r#"{"error":{"code":"rate_limited","message":"hourly quota used","limit":"requests_per_hour","retry_after_secs":120}}"#,
+        )
+        .await;
+        let client = CloudClient::new().unwrap();
+        let target = target(server);
+        match client.complete(&target, &request()).await {
+            Err(CloudError::Server { status: 429, body }) => {
+                assert_eq!(body.error.retry_after_secs, Some(120));
+            }
+            other => panic!("expected a 429, got {other:?}"),
+        }
+        match client.complete(&target, &request()).await {
+            Err(CloudError::BackingOff(remaining)) => {
+                assert!(remaining > Duration::from_secs(100), "{remaining:?}");
+            }
+            other => panic!("expected to be paused, got {other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "the pause used no network");
     }
 
     /// A one-shot HTTP server answering every request with `status` and `body`,

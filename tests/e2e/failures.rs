@@ -339,3 +339,42 @@ async fn provider_failures_map_to_contract_statuses() {
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// A tier's limits reach the user once, in the cloud's words, and a used-up quota stops
+/// the calls until it resets instead of earning a 429 per keystroke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_up_quota_is_shown_once_and_pauses_the_calls() {
+    let provider = ProviderFixture::start().await.expect("provider fixture");
+    let mut options = CloudOptions::with_provider(ProviderConfig::ollama(&provider, MODEL));
+    options.tier = Some("pro".to_owned());
+    options.extra_toml = "[tiers.pro]\nrequests_per_hour = 2\nburst_per_minute = 0\n".to_owned();
+    let stack = Stack::start_with(options, Some(provider), false, json!({})).await;
+    let mut editor = Editor::open(&stack.lsp, "src/main.rs", "rust", SOURCE).await;
+    for attempt in 0..5 {
+        // A character more each time, so no answer comes from the cache.
+        editor.insert_after("let answer = ", "x").await;
+        let cursor = editor.position_after("let answer = x");
+        let result = stack
+            .lsp
+            .inline_completion(&editor.uri, cursor)
+            .await
+            .unwrap_or_else(|error| panic!("attempt {attempt}: {error}\n{}", stack.logs()));
+        if attempt >= 2 {
+            assert!(
+                inline_items(&result).is_empty(),
+                "attempt {attempt}: {result}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = stack.lsp.notifications("window/showMessage");
+    assert_eq!(messages.len(), 1, "{messages:#?}\n{}", stack.logs());
+    let text = messages[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("Tandem: hourly quota used: tier `pro` allows 2 requests per hour"),
+        "{text}"
+    );
+    // Two served, one refused; the rest never left the editor's machine.
+    assert_eq!(stack.proxy.completions().len(), 3, "{}", stack.logs());
+    assert_eq!(stack.provider().request_count(), 2);
+}

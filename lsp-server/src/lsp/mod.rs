@@ -108,6 +108,9 @@ pub struct TandemServer {
     last_credentials: Mutex<Option<Credentials>>,
     /// Set once the user was told about a missing or rejected key.
     auth_notice_shown: AtomicBool,
+    /// The last limit notice shown (a quota, or a feature outside the tier), so each is
+    /// shown once rather than on every keystroke.
+    limit_notice: std::sync::Mutex<Option<String>>,
     /// `.tandemignore` plus the built-in exclusions, per workspace root, loaded on first
     /// use and re-read when the file changes.
     exclusions: RwLock<Vec<(Option<PathBuf>, ExclusionRules)>>,
@@ -172,6 +175,7 @@ impl TandemServer {
             credentials_file: Mutex::new(CredentialsFileCache::new(environment.credentials_file)),
             last_credentials: Mutex::new(None),
             auth_notice_shown: AtomicBool::new(false),
+            limit_notice: std::sync::Mutex::new(None),
             exclusions: RwLock::new(Vec::new()),
             neighbors: Arc::new(NeighborIndex::default()),
             tier_budget: tier_budget::TierBudget::default(),
@@ -241,6 +245,23 @@ impl TandemServer {
 
     /// Tells the user, once until credentials or settings change, that completions
     /// need a (valid) API key. Never includes the key.
+    /// Shows what the cloud said about a limit, unless it is the notice shown last.
+    async fn notify_limit(&self, message: String) {
+        {
+            let mut last = self
+                .limit_notice
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.as_deref() == Some(message.as_str()) {
+                return;
+            }
+            *last = Some(message.clone());
+        }
+        self.client
+            .show_message(MessageType::WARNING, format!("Tandem: {message}"))
+            .await;
+    }
+
     async fn notify_auth_problem(&self, message: String) {
         if !self.auth_notice_shown.swap(true, Ordering::SeqCst) {
             self.client

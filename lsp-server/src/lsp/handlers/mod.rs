@@ -406,6 +406,15 @@ async fn report_cloud_error(
                 .await;
         }
         CloudError::BackingOff(_) => tracing::debug!(%error, "no completion"),
+        // A quota or a feature outside the user's tier: say so once, in the cloud's words
+        // (which name the limit and when it resets, or the tier that has the feature).
+        CloudError::Server {
+            status: 403 | 429,
+            body,
+        } => {
+            tracing::warn!(%error, "completion refused by the tier's limits");
+            server.notify_limit(body.error.message.clone()).await;
+        }
         _ => tracing::warn!(%error, "completion failed"),
     }
 }
