@@ -767,22 +767,18 @@ async fn anthropic_overloaded_and_server_errors_are_502() {
     }
 }
 
-#[tokio::test]
-async fn anthropic_key_never_appears_in_errors() {
-    let vendor = Vendor::start(anthropic_error(
-        401,
-        "authentication_error",
-        &format!("invalid x-api-key {PROVIDER_KEY}"),
-    ))
-    .await;
-    let config = keyed_provider_toml("anthropic", &vendor.base_url);
+/// A vendor echoing the key in its error body: the key reaches neither the client nor
+/// any form of the error, and the log keeps the vendor's words with the key redacted.
+async fn assert_key_is_never_echoed(kind: &str, echo: Answer, status: u16, log_ending: &str) {
+    let vendor = Vendor::start(echo).await;
+    let config = keyed_provider_toml(kind, &vendor.base_url);
     let reply = TestApp::new(&config)
         .await
         .complete(completion_body())
         .await;
     assert_eq!(
         reply.assert_error(502, "provider_error"),
-        "provider `anthropic` returned HTTP 401"
+        format!("provider `{kind}` returned HTTP {status}")
     );
     assert!(!reply.text.contains(PROVIDER_KEY));
     let error = provider_error(&config).await;
@@ -793,9 +789,21 @@ async fn anthropic_key_never_appears_in_errors() {
     ] {
         assert!(!text.contains(PROVIDER_KEY), "{text}");
     }
-    assert!(error
-        .log_message()
-        .ends_with("invalid x-api-key [redacted]"));
+    assert!(
+        error.log_message().ends_with(log_ending),
+        "{}",
+        error.log_message()
+    );
+}
+
+#[tokio::test]
+async fn anthropic_key_never_appears_in_errors() {
+    let echo = anthropic_error(
+        401,
+        "authentication_error",
+        &format!("invalid x-api-key {PROVIDER_KEY}"),
+    );
+    assert_key_is_never_echoed("anthropic", echo, 401, "invalid x-api-key [redacted]").await;
 }
 
 #[tokio::test]
@@ -1010,33 +1018,12 @@ async fn google_server_errors_are_502() {
 
 #[tokio::test]
 async fn google_key_never_appears_in_errors() {
-    let vendor = Vendor::start(google_error(
+    let echo = google_error(
         400,
         "INVALID_ARGUMENT",
         &format!("API key not valid: {PROVIDER_KEY}"),
-    ))
-    .await;
-    let config = keyed_provider_toml("google", &vendor.base_url);
-    let reply = TestApp::new(&config)
-        .await
-        .complete(completion_body())
-        .await;
-    assert_eq!(
-        reply.assert_error(502, "provider_error"),
-        "provider `google` returned HTTP 400"
     );
-    assert!(!reply.text.contains(PROVIDER_KEY));
-    let error = provider_error(&config).await;
-    for text in [
-        error.public_message(),
-        error.log_message(),
-        format!("{error:?}"),
-    ] {
-        assert!(!text.contains(PROVIDER_KEY), "{text}");
-    }
-    assert!(error
-        .log_message()
-        .ends_with("API key not valid: [redacted]"));
+    assert_key_is_never_echoed("google", echo, 400, "API key not valid: [redacted]").await;
 }
 
 #[tokio::test]
