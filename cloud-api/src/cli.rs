@@ -59,7 +59,7 @@ pub enum Command {
         /// Start: an RFC 3339 time or a YYYY-MM-DD date (default: 30 days before `--to`).
         #[arg(long)]
         from: Option<String>,
-        /// End, exclusive: an RFC 3339 time or a YYYY-MM-DD date (default: now).
+        /// End, exclusive: an RFC 3339 time or a YYYY-MM-DD date (default: the end of today, UTC).
         #[arg(long)]
         to: Option<String>,
         /// `day` or `model`.

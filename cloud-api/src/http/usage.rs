@@ -1,13 +1,14 @@
 //! `GET /v1/usage?from=&to=&group_by=day|model`: the caller's own usage, summed per UTC
 //! day or per model. `from` and `to` are RFC 3339 instants or `YYYY-MM-DD` dates (UTC
-//! midnight); `to` is exclusive. Defaults: the last 30 days, by day.
+//! midnight); `to` is exclusive. Defaults: the 30 UTC days up to and including today,
+//! by day.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, NaiveDate, SecondsFormat, TimeDelta, Utc};
 use tandem_shared::{UsageGroupInfo, UsageResponse};
 
 use crate::db::usage::{self, GroupBy, UsageGroup};
@@ -49,7 +50,12 @@ impl UsageQuery {
         }
         let to = match params.get("to") {
             Some(text) => instant("to", text)?,
-            None => now,
+            // The end of today (UTC), so records of this very instant are included.
+            None => {
+                now.duration_trunc(TimeDelta::days(1))
+                    .map_err(|error| error.to_string())?
+                    + TimeDelta::days(1)
+            }
         };
         let from = match params.get("from") {
             Some(text) => instant("from", text)?,
@@ -162,6 +168,10 @@ mod tests {
     #[test]
     fn defaults_and_dates() {
         let query = parse(&[]).unwrap();
+        assert_eq!(
+            query.to,
+            "2026-12-04T00:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(query.to - query.from, TimeDelta::days(30));
         assert_eq!(query.group_by, GroupBy::Day);
         let query = parse(&[
