@@ -522,6 +522,14 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    pub const ALL: [ProviderKind; 5] = [
+        ProviderKind::Ollama,
+        ProviderKind::OpenAi,
+        ProviderKind::Anthropic,
+        ProviderKind::Google,
+        ProviderKind::Local,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::Ollama => "ollama",

@@ -10,7 +10,7 @@ use std::fmt;
 
 use tandem_shared::Tier;
 
-use crate::config::{ConfigError, ProviderConfig, TierConfig};
+use crate::config::{ConfigError, ProviderConfig, ProviderKind, TierConfig};
 
 /// What a request uses, as a tier's `features` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,9 +50,6 @@ impl fmt::Display for Feature {
         f.write_str(self.as_str())
     }
 }
-
-/// The provider kinds a `providers` list may name besides `[[providers]]` names.
-const PROVIDER_KINDS: [&str; 6] = ["ollama", "local", "openai", "anthropic", "google", "*"];
 
 /// A tier's limits and permissions with the defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,7 +280,10 @@ fn check(policy: &TierPolicy, providers: &[ProviderConfig]) -> Result<(), Config
         }
     }
     for provider in &policy.providers {
-        let known = PROVIDER_KINDS.contains(&provider.as_str())
+        let known = provider == "*"
+            || ProviderKind::ALL
+                .iter()
+                .any(|kind| kind.as_str() == provider)
             || providers
                 .iter()
                 .any(|configured| configured.name == *provider);
