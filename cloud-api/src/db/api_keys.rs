@@ -179,13 +179,21 @@ pub async fn find_by_hash(
     }))
 }
 
-/// Records that a key was just used.
-pub async fn touch_last_used(pool: &SqlitePool, key_id: &str) -> Result<(), DbError> {
-    sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
-        .bind(Utc::now())
-        .bind(key_id)
-        .execute(pool)
-        .await?;
+/// Records that a key was used at `at`; `last_used_at` never moves backwards, so uses
+/// written out of order (in batches) keep the latest.
+pub async fn touch_last_used<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    key_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE api_keys SET last_used_at = ?1 \
+         WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
+    )
+    .bind(at)
+    .bind(key_id)
+    .execute(executor)
+    .await?;
     Ok(())
 }
 
@@ -216,7 +224,9 @@ mod tests {
             .unwrap()
             .is_none());
 
-        touch_last_used(&pool, &stored.id).await.unwrap();
+        touch_last_used(&pool, &stored.id, Utc::now())
+            .await
+            .unwrap();
         let listed = list_for_user(&pool, &user).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used_at.is_some());

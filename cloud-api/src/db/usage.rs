@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
-use super::DbError;
+use super::{api_keys, DbError};
 
 /// One request, as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,11 +31,6 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 /// Most rows in one INSERT statement (SQLite allows 32,766 bound parameters; 13 a row).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Inserts `records` in one transaction: all of them or none.
-pub async fn insert_batch(pool: &SqlitePool, records: &[UsageRecord]) -> Result<(), DbError> {
-    write_batch(pool, records, &[]).await
-}
-
 /// Inserts `records` and moves each `(key id, time)` of `touched` to the key's
 /// `last_used_at` (never backwards), in one transaction.
 pub async fn write_batch(
@@ -45,15 +40,7 @@ pub async fn write_batch(
 ) -> Result<(), DbError> {
     let mut transaction = pool.begin().await?;
     for (key_id, at) in touched {
-        // Same encoding as `api_keys::touch_last_used`, so the comparison is textual.
-        sqlx::query(
-            "UPDATE api_keys SET last_used_at = ?1 \
-             WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
-        )
-        .bind(at)
-        .bind(key_id)
-        .execute(&mut *transaction)
-        .await?;
+        api_keys::touch_last_used(&mut *transaction, key_id, *at).await?;
     }
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -214,7 +201,7 @@ mod tests {
                 record(id, &format!("2026-12-{day}T10:00:00Z"), model, status)
             })
             .collect();
-        insert_batch(&pool, &rows).await.unwrap();
+        write_batch(&pool, &rows, &[]).await.unwrap();
         assert_eq!(count_for_user(&pool, id).await.unwrap(), 1200);
 
         let from = "2026-12-01T00:00:00Z".parse().unwrap();
