@@ -9,7 +9,9 @@ use tandem_e2e::{
 };
 use tandem_shared::ErrorBody;
 
-use crate::support::{inline_items, within, Editor, Stack, MODEL, PROVIDER_KEY};
+use crate::support::{
+    check_error_answer, inline_items, within, Editor, Stack, MODEL, PROVIDER_KEY,
+};
 
 const SOURCE: &str = "fn main() {\n    let answer = \n}\n";
 
@@ -289,19 +291,14 @@ async fn provider_failures_map_to_contract_statuses() {
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         let case = format!("provider status {provider_status}");
-        if status != expected_status {
-            problems.push(format!(
-                "{case}: status {status}, expected {expected_status}: {text}"
-            ));
-        }
-        match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) if body.error.code == expected_code => {}
-            Ok(body) => problems.push(format!(
-                "{case}: code {}, expected {expected_code}",
-                body.error.code
-            )),
-            Err(error) => problems.push(format!("{case}: not an error body ({error}): {text}")),
-        }
+        check_error_answer(
+            &mut problems,
+            &case,
+            status,
+            &text,
+            expected_status,
+            expected_code,
+        );
         if text.contains(PROVIDER_KEY) {
             problems.push(format!("{case}: the provider key leaked: {text}"));
         }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use tandem_e2e::{CloudOptions, CloudServer, ProviderConfig, ProviderFixture, RecordedRequest};
 use tandem_shared::{CompletionResponse, ErrorBody};
 
-use crate::support::{within, MODEL, PROVIDER_KEY};
+use crate::support::{check_error_answer, within, MODEL, PROVIDER_KEY};
 
 const PREFIX: &str = "def area(radius):\n    return ";
 const SUFFIX: &str = "\n\nprint(area(2))\n";
@@ -335,19 +335,14 @@ async fn anthropic_and_google_provider_failures_map_to_contract_statuses() {
             let status = response.status().as_u16();
             let text = response.text().await.expect("body");
             let case = format!("{name}, {case}");
-            if status != expected_status {
-                problems.push(format!(
-                    "{case}: status {status}, expected {expected_status}: {text}"
-                ));
-            }
-            match serde_json::from_str::<ErrorBody>(&text) {
-                Ok(body) if body.error.code == expected_code => {}
-                Ok(body) => problems.push(format!(
-                    "{case}: code {}, expected {expected_code}",
-                    body.error.code
-                )),
-                Err(error) => problems.push(format!("{case}: not an error body ({error}): {text}")),
-            }
+            check_error_answer(
+                &mut problems,
+                &case,
+                status,
+                &text,
+                expected_status,
+                expected_code,
+            );
             if text.contains(PROVIDER_KEY) || text.contains("verloaded") {
                 problems.push(format!(
                     "{case}: the key or the vendor's text leaked: {text}"

@@ -242,3 +242,28 @@ impl<'a> Editor<'a> {
         (prefix.to_owned(), suffix.to_owned())
     }
 }
+
+/// Adds to `problems` what is wrong with an error answer: its status, or its body, which
+/// must be the shared error shape with `expected_code`.
+pub fn check_error_answer(
+    problems: &mut Vec<String>,
+    case: &str,
+    status: u16,
+    text: &str,
+    expected_status: u16,
+    expected_code: &str,
+) {
+    if status != expected_status {
+        problems.push(format!(
+            "{case}: status {status}, expected {expected_status}: {text}"
+        ));
+    }
+    match serde_json::from_str::<tandem_shared::ErrorBody>(text) {
+        Ok(body) if body.error.code == expected_code => {}
+        Ok(body) => problems.push(format!(
+            "{case}: code {}, expected {expected_code}",
+            body.error.code
+        )),
+        Err(error) => problems.push(format!("{case}: not an error body ({error}): {text}")),
+    }
+}
