@@ -148,6 +148,7 @@ fn completion_bodies() -> anyhow::Result<Vec<Bytes>> {
                 language: "rust".to_owned(),
                 path: "src/billing/invoice.rs".to_owned(),
                 file_size: Some((prefix.len() + SUFFIX.len()) as u64),
+                stream: false,
                 prefix,
                 suffix: SUFFIX.to_owned(),
                 max_tokens: Some(64),

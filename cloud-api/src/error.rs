@@ -162,26 +162,11 @@ impl AppError {
         }
     }
 
-    /// The HTTP status this error is sent with.
-    pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    /// The message a client sees. For 5xx this is never the underlying cause.
-    fn public_message(&self) -> String {
-        match self {
-            AppError::Provider(error) => error.public_message(),
-            AppError::NotReady { public, .. } => format!("service is not ready: {public}"),
-            AppError::Internal(_) => "internal error".to_owned(),
-            other => other.to_string(),
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
+    /// Logs the error at the level it deserves: server errors with their cause, refusals
+    /// at debug.
+    pub fn log(&self) {
         let status = self.status_code();
-        match &self {
+        match self {
             AppError::Provider(error) => {
                 tracing::warn!(error = %error.log_message(), "provider request failed");
             }
@@ -198,9 +183,14 @@ impl IntoResponse for AppError {
                 tracing::debug!(status = status.as_u16(), error = %other, "request refused");
             }
         }
+    }
+
+    /// The JSON body clients get: the code, the public message and the details of a
+    /// limit or tier.
+    pub fn body(&self) -> ErrorBody {
         let mut body = ErrorBody::new(self.code(), self.public_message());
         let detail = &mut body.error;
-        match &self {
+        match self {
             AppError::ContextTooLarge { limit, tier, .. } => {
                 detail.tier = Some(tier.to_string());
                 detail.limit = Some("max_context_tokens".to_owned());
@@ -240,6 +230,30 @@ impl IntoResponse for AppError {
             }
             _ => {}
         }
+        body
+    }
+
+    /// The HTTP status this error is sent with.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The message a client sees. For 5xx this is never the underlying cause.
+    fn public_message(&self) -> String {
+        match self {
+            AppError::Provider(error) => error.public_message(),
+            AppError::NotReady { public, .. } => format!("service is not ready: {public}"),
+            AppError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        self.log();
+        let body = self.body();
         let mut response = (status, Json(body)).into_response();
         if let AppError::RateLimited { rejection, .. } = &self {
             let headers = response.headers_mut();

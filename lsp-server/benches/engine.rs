@@ -32,6 +32,7 @@ fn request() -> CompletionRequest {
         stop: Vec::new(),
         context: Default::default(),
         file_size: None,
+        stream: false,
     }
 }
 

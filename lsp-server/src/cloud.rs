@@ -336,6 +336,7 @@ mod tests {
             stop: vec![],
             context: Default::default(),
             file_size: None,
+            stream: false,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct CompletionRequest {
     /// limit; absent from older clients, then only the body size limit applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_size: Option<u64>,
+    /// Answer as server-sent events ([`crate::stream`]): text as the model writes it,
+    /// then a final event with the whole answer and its usage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 impl CompletionRequest {

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod error;
 pub mod inline_completion;
+pub mod stream;
 pub mod tier;
 pub mod tokens;
 

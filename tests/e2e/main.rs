@@ -16,6 +16,7 @@ mod lifecycle;
 mod ordering;
 mod privacy;
 mod provider_wire;
+mod streaming;
 mod support;
 mod typing;
 mod usage;

@@ -174,6 +174,8 @@ struct Behaviour {
     stalled: bool,
     /// Pause before each piece of a streamed answer.
     chunk_delay: Duration,
+    /// Break every streamed answer off after this many pieces.
+    break_after: Option<usize>,
 }
 
 struct Shared {
@@ -181,6 +183,9 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     request_arrived: Notify,
     next_response_id: AtomicU64,
+    /// Streamed answers whose client hung up before the last piece.
+    abandoned_streams: AtomicU64,
+    stream_abandoned: Notify,
 }
 
 /// The running loopback provider. Stops listening when dropped.
@@ -208,10 +213,13 @@ impl ProviderFixture {
                 retry_after: None,
                 stalled: false,
                 chunk_delay: DEFAULT_CHUNK_DELAY,
+                break_after: None,
             }),
             requests: Mutex::new(Vec::new()),
             request_arrived: Notify::new(),
             next_response_id: AtomicU64::new(1),
+            abandoned_streams: AtomicU64::new(0),
+            stream_abandoned: Notify::new(),
         });
         // One fallback handler sees every path, so a request to a wrong path is recorded
         // (and visible in a failing test) instead of vanishing into a router 404.
@@ -296,6 +304,14 @@ impl ProviderFixture {
         self.behaviour().chunk_delay = delay;
     }
 
+    /// Break every later streamed answer off after `pieces` pieces (lines or events,
+    /// the vendor's start events included): Anthropic sends its `error` event
+    /// (`overloaded_error`) as it does when a model fails mid-answer; the others drop the
+    /// connection mid-body.
+    pub fn break_streams_after(&self, pieces: usize) {
+        self.behaviour().break_after = Some(pieces);
+    }
+
     /// Stop failing, rate limiting, stalling (and stop sending raw bodies); answer
     /// normally again. Requests already stalled stay stalled; delays are kept.
     pub fn recover(&self) {
@@ -303,6 +319,7 @@ impl ProviderFixture {
         behaviour.failure = None;
         behaviour.retry_after = None;
         behaviour.stalled = false;
+        behaviour.break_after = None;
         if matches!(behaviour.reply, Reply::Raw { .. }) {
             behaviour.reply = Reply::Fixed(DEFAULT_REPLY.to_owned());
         }
@@ -340,6 +357,32 @@ impl ProviderFixture {
                     "the provider fixture received {} request(s) within {timeout:?}, expected {count}: {:#?}",
                     requests.len(),
                     requests
+                );
+            }
+        }
+    }
+
+    /// How many streamed answers lost their client before the last piece was sent.
+    pub fn abandoned_streams(&self) -> u64 {
+        self.shared.abandoned_streams.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` streamed answers have lost their client midway.
+    pub async fn wait_for_abandoned_streams(
+        &self,
+        count: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let abandoned = self.shared.stream_abandoned.notified();
+            if self.abandoned_streams() >= count {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, abandoned).await.is_err() {
+                anyhow::bail!(
+                    "{} streamed answer(s) were abandoned within {timeout:?}, expected {count}",
+                    self.abandoned_streams()
                 );
             }
         }
@@ -453,6 +496,13 @@ async fn handle(
         completion_tokens,
         id_number: response_number,
         chunk_delay: behaviour.chunk_delay,
+        break_after: behaviour.break_after,
+        shared: shared.clone(),
+        include_usage: request
+            .body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true),
     };
     match (api, request.wants_stream()) {
         (Api::OllamaGenerate, false) => ollama_generate(&reply),
@@ -475,6 +525,10 @@ struct ReplyParts {
     completion_tokens: u64,
     id_number: u64,
     chunk_delay: Duration,
+    break_after: Option<usize>,
+    /// OpenAI's `stream_options.include_usage`: a last chunk with the token counts.
+    include_usage: bool,
+    shared: Arc<Shared>,
 }
 
 /// Vendors count tokens; a rough four characters per token keeps the numbers plausible.
@@ -510,19 +564,71 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn streamed(content_type: &'static str, pieces: Vec<String>, chunk_delay: Duration) -> Response {
+fn streamed(content_type: &'static str, pieces: Vec<String>, reply: &ReplyParts) -> Response {
+    streamed_or_broken(content_type, pieces, reply, None)
+}
+
+/// Sends `pieces` one by one. Told to break streams, it stops after that many and sends
+/// `error_piece` if given (a vendor's in-stream error event), or else fails the body so
+/// the connection drops without the chunked encoding's end.
+fn streamed_or_broken(
+    content_type: &'static str,
+    mut pieces: Vec<String>,
+    reply: &ReplyParts,
+    error_piece: Option<String>,
+) -> Response {
+    let mut broken = false;
+    if let Some(count) = reply.break_after {
+        pieces.truncate(count);
+        match error_piece {
+            Some(piece) => pieces.push(piece),
+            None => broken = true,
+        }
+    }
+    let chunk_delay = reply.chunk_delay;
+    let sending = Sending {
+        pieces: pieces.into_iter(),
+        broken,
+        shared: reply.shared.clone(),
+    };
     // A pause between pieces makes the client really read a stream rather than one
     // buffer that happens to contain every line (and, made long, imitates a slow model).
-    let stream = futures::stream::unfold(pieces.into_iter(), move |mut pieces| async move {
-        let piece = pieces.next()?;
+    let stream = futures::stream::unfold(sending, move |mut sending| async move {
         tokio::time::sleep(chunk_delay).await;
-        Some((Ok::<Bytes, std::io::Error>(Bytes::from(piece)), pieces))
+        match sending.pieces.next() {
+            Some(piece) => Some((Ok(Bytes::from(piece)), sending)),
+            None if sending.broken => {
+                sending.broken = false;
+                Some((
+                    Err(std::io::Error::other("fixture broke the stream off")),
+                    sending,
+                ))
+            }
+            None => None,
+        }
     });
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type)
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// A streamed answer being sent; dropped before its end, it counts as abandoned.
+struct Sending {
+    pieces: std::vec::IntoIter<String>,
+    broken: bool,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        // A stream told to break counts as broken, not abandoned.
+        if !self.broken && self.pieces.len() > 0 {
+            self.shared.abandoned_streams.fetch_add(1, Ordering::SeqCst);
+            self.shared.stream_abandoned.notify_waiters();
+        }
+    }
 }
 
 fn ollama_final(reply: &ReplyParts, text: &str) -> Value {
@@ -559,7 +665,7 @@ fn ollama_generate_stream(reply: &ReplyParts) -> Response {
         })
         .collect();
     lines.push(format!("{}\n", ollama_final(reply, "")));
-    streamed("application/x-ndjson", lines, reply.chunk_delay)
+    streamed("application/x-ndjson", lines, reply)
 }
 
 fn openai_usage(reply: &ReplyParts) -> Value {
@@ -568,6 +674,19 @@ fn openai_usage(reply: &ReplyParts) -> Value {
         "completion_tokens": reply.completion_tokens,
         "total_tokens": reply.prompt_tokens + reply.completion_tokens,
     })
+}
+
+/// With `stream_options.include_usage`, OpenAI ends a stream with a chunk whose
+/// `choices` is empty and whose `usage` counts the whole answer.
+fn openai_usage_chunk(reply: &ReplyParts, id: &str, created: u64, object: &str) -> String {
+    sse_event(&json!({
+        "id": id,
+        "object": object,
+        "created": created,
+        "model": reply.model,
+        "choices": [],
+        "usage": openai_usage(reply),
+    }))
 }
 
 fn openai_completions(reply: &ReplyParts) -> Response {
@@ -615,8 +734,11 @@ fn openai_completions_stream(reply: &ReplyParts) -> Response {
         .map(|piece| chunk(piece, Value::Null))
         .collect();
     events.push(chunk("", json!("stop")));
+    if reply.include_usage {
+        events.push(openai_usage_chunk(reply, &id, created, "text_completion"));
+    }
     events.push("data: [DONE]\n\n".to_owned());
-    streamed("text/event-stream", events, reply.chunk_delay)
+    streamed("text/event-stream", events, reply)
 }
 
 fn openai_chat(reply: &ReplyParts) -> Response {
@@ -667,8 +789,16 @@ fn openai_chat_stream(reply: &ReplyParts) -> Response {
             .map(|piece| chunk(json!({"content": piece}), Value::Null)),
     );
     events.push(chunk(json!({}), json!("stop")));
+    if reply.include_usage {
+        events.push(openai_usage_chunk(
+            reply,
+            &id,
+            created,
+            "chat.completion.chunk",
+        ));
+    }
     events.push("data: [DONE]\n\n".to_owned());
-    streamed("text/event-stream", events, reply.chunk_delay)
+    streamed("text/event-stream", events, reply)
 }
 
 fn anthropic_usage(reply: &ReplyParts) -> Value {
@@ -746,10 +876,15 @@ fn anthropic_message_stream(reply: &ReplyParts) -> Response {
         "usage": {"output_tokens": reply.completion_tokens},
     })));
     events.push(anthropic_event(&json!({"type": "message_stop"})));
-    streamed(
+    let overloaded = anthropic_event(&json!({
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }));
+    streamed_or_broken(
         "text/event-stream; charset=utf-8",
         events,
-        reply.chunk_delay,
+        reply,
+        Some(overloaded),
     )
 }
 
@@ -801,7 +936,7 @@ fn gemini_stream(reply: &ReplyParts, sse: bool) -> Response {
             .iter()
             .map(|value| format!("data: {value}\r\n\r\n"))
             .collect();
-        return streamed("text/event-stream", events, reply.chunk_delay);
+        return streamed("text/event-stream", events, reply);
     }
     let mut elements: Vec<String> = values
         .iter()
@@ -812,11 +947,7 @@ fn gemini_stream(reply: &ReplyParts, sse: bool) -> Response {
         })
         .collect();
     elements.push("]".to_owned());
-    streamed(
-        "application/json; charset=UTF-8",
-        elements,
-        reply.chunk_delay,
-    )
+    streamed("application/json; charset=UTF-8", elements, reply)
 }
 
 /// The error body each vendor sends with a non-2xx status, and `retry-after` (whole
@@ -1056,6 +1187,55 @@ mod tests {
             .unwrap_err();
         assert!(error.is_connect(), "{error:?}");
     }
+    #[tokio::test]
+    async fn openai_streams_end_with_usage_when_asked() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.reply_with_text("abcdefgh");
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "q"}],
+            "stream": true, "stream_options": {"include_usage": true}});
+        let text = post(format!("{}/v1/chat/completions", fixture.url()), body)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let data: Vec<&str> = text
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .collect();
+        assert_eq!(data.last(), Some(&"[DONE]"));
+        let usage: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
+        assert_eq!(usage["choices"], json!([]));
+        assert_eq!(usage["usage"]["completion_tokens"], 2);
+    }
+
+    #[tokio::test]
+    async fn broken_streams_stop_midway() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.reply_with_text("a".repeat(40));
+        fixture.break_streams_after(4);
+        let body = json!({"model": "claude-x", "max_tokens": 16, "stream": true,
+            "messages": [{"role": "user", "content": "q"}]});
+        let text = post(format!("{}/v1/messages", fixture.url()), body)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let events = sse_events(&text);
+        assert_eq!(events.len(), 5, "{text}");
+        assert_eq!(events[4].0.as_deref(), Some("error"));
+        assert_eq!(events[4].1["error"]["type"], "overloaded_error");
+
+        // The others lose the connection: the body cannot be read to its end.
+        let body = json!({"model": "m", "prompt": "p", "stream": true});
+        let response = post(format!("{}/v1/completions", fixture.url()), body).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.is_err());
+        fixture.recover();
+        let body = json!({"model": "m", "prompt": "p", "stream": true});
+        let response = post(format!("{}/v1/completions", fixture.url()), body).await;
+        assert!(response.text().await.unwrap().ends_with("[DONE]\n\n"));
+    }
+
     /// Splits a server-sent event stream into (event name, data) pairs, accepting LF or
     /// CRLF line ends as the SSE specification does.
     fn sse_events(text: &str) -> Vec<(Option<String>, Value)> {

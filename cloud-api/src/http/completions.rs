@@ -13,10 +13,11 @@ use chrono::Utc;
 use tandem_shared::tokens::estimate;
 use tandem_shared::{Choice, CodeContext, CompletionRequest, CompletionResponse, Snippet, Usage};
 
-use super::quota_headers;
+use super::{quota_headers, streaming};
 use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
+use crate::providers::ProviderCompletion;
 use crate::routing::{RoutePlan, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
@@ -257,7 +258,17 @@ async fn handle_completions(
         cost_usd: 0.0,
         created_at: Utc::now(),
     };
-    let result = complete(&state, &caller, &request, &mut record).await;
+    let result = match admit(&state, &caller, &request).await {
+        Ok(admitted) if request.stream => {
+            match streaming::start(&state, &caller, &request, admitted, &mut record).await {
+                // The stream records its usage when it ends.
+                Ok(response) => return Ok(response),
+                Err(error) => Err(error),
+            }
+        }
+        Ok(admitted) => complete(&state, &caller, &request, admitted, &mut record).await,
+        Err(error) => Err(error),
+    };
     record.latency_ms = started.elapsed().as_millis() as u64;
     record.status = match &result {
         Ok(_) => 200,
@@ -278,14 +289,42 @@ async fn handle_completions(
 /// The route's path, as usage records name it.
 const ENDPOINT: &str = "/v1/completions";
 
-/// Checks the request against the caller's tier and limits, asks the provider, and fills
-/// in `record` with what happened.
-async fn complete(
-    state: &AppState,
+/// A request that passed the tier's checks and was counted against its limits.
+pub(super) struct Admitted<'a> {
+    pub policy: &'a TierPolicy,
+    pub plan: RoutePlan,
+    /// The estimated prompt size, used when the provider reports none.
+    pub request_tokens: u32,
+    /// Tokens taken from the daily budget until the answer says how many were used.
+    pub reserved: u64,
+    pub admitted_at: chrono::DateTime<Utc>,
+}
+
+impl Admitted<'_> {
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            request_tokens: self.request_tokens,
+            reserved: self.reserved,
+        }
+    }
+}
+
+/// What admission took from the token budget, settled when the answer is complete.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reservation {
+    /// The estimated prompt size, used when the provider reports none.
+    pub request_tokens: u32,
+    /// Tokens taken from the daily budget until the answer says how many were used.
+    pub reserved: u64,
+}
+
+/// Checks the request against the caller's tier (feature, context, file size, providers)
+/// and counts it against their limits.
+async fn admit<'a>(
+    state: &'a AppState,
     caller: &AuthUser,
     request: &CompletionRequest,
-    record: &mut UsageRecord,
-) -> Result<Response, AppError> {
+) -> Result<Admitted<'a>, AppError> {
     let policy = state.policy(&caller.user.tier)?;
     require_feature(state, policy, Feature::InlineCompletion)?;
     let request_tokens = estimated_prompt_tokens(request);
@@ -303,10 +342,27 @@ async fn complete(
             rejection,
             tier: policy.name.clone(),
         })?;
+    Ok(Admitted {
+        policy,
+        plan,
+        request_tokens,
+        reserved,
+        admitted_at,
+    })
+}
 
+/// Asks the providers for the completion and fills in `record` with what happened.
+async fn complete(
+    state: &AppState,
+    caller: &AuthUser,
+    request: &CompletionRequest,
+    admitted: Admitted<'_>,
+    record: &mut UsageRecord,
+) -> Result<Response, AppError> {
+    let plan = &admitted.plan;
     let routed = match state
         .router
-        .complete_with_fallback(&plan, request, plan.budget())
+        .complete_with_fallback(plan, request, plan.budget())
         .await
     {
         Ok(routed) => routed,
@@ -315,7 +371,9 @@ async fn complete(
                 .attempts
                 .last()
                 .map(|attempt| attempt.provider.clone());
-            state.limiter.refund(&caller.user.id, reserved, admitted_at);
+            state
+                .limiter
+                .refund(&caller.user.id, admitted.reserved, admitted.admitted_at);
             return Err(failure.error.into());
         }
     };
@@ -326,20 +384,54 @@ async fn complete(
             "answered after falling back"
         );
     }
-    let provider_name = routed.provider;
+    record.provider = Some(routed.provider.clone());
+    let usage = account(
+        state,
+        caller,
+        admitted.reservation(),
+        &routed.completion,
+        record,
+    );
+    let now = Utc::now();
     let completion = routed.completion;
-    record.provider = Some(provider_name.clone());
-    let prompt_tokens = completion.prompt_tokens.unwrap_or(request_tokens);
+    let mut response = Json(CompletionResponse {
+        id: record.request_id.clone(),
+        choices: vec![Choice {
+            index: 0,
+            text: completion.text,
+            finish_reason: completion.finish_reason,
+        }],
+        provider: routed.provider,
+        model: completion.model,
+        usage,
+    })
+    .into_response();
+    let status = state.limiter.status(&caller.user.id, admitted.policy, now);
+    quota_headers::insert(response.headers_mut(), &status, now);
+    Ok(response)
+}
+
+/// Works out the answer's usage (the provider's counts, or estimates), settles the
+/// tokens reserved at admission, and fills in `record`'s model, tokens and cost.
+pub(super) fn account(
+    state: &AppState,
+    caller: &AuthUser,
+    reservation: Reservation,
+    completion: &ProviderCompletion,
+    record: &mut UsageRecord,
+) -> Usage {
+    let prompt_tokens = completion
+        .prompt_tokens
+        .unwrap_or(reservation.request_tokens);
     let completion_tokens = completion
         .completion_tokens
         .unwrap_or_else(|| estimate(&completion.text));
     let usage = Usage::new(prompt_tokens, completion_tokens);
-    let now = Utc::now();
     state.limiter.settle_tokens(
         &caller.user.id,
-        reserved,
+        reservation.reserved,
         u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
-        now,
+        Utc::now(),
     );
     record.model = Some(completion.model.clone());
     record.prompt_tokens = usage.prompt_tokens;
@@ -353,27 +445,13 @@ async fn complete(
     tracing::info!(
         user_id = %caller.user.id,
         key_id = %caller.key_id,
-        provider = %provider_name,
+        provider = record.provider.as_deref().unwrap_or_default(),
         model = %completion.model,
         prompt_tokens = usage.prompt_tokens,
         completion_tokens = usage.completion_tokens,
         "completion served"
     );
-    let mut response = Json(CompletionResponse {
-        id: record.request_id.clone(),
-        choices: vec![Choice {
-            index: 0,
-            text: completion.text,
-            finish_reason: completion.finish_reason,
-        }],
-        provider: provider_name,
-        model: completion.model,
-        usage,
-    })
-    .into_response();
-    let status = state.limiter.status(&caller.user.id, policy, now);
-    quota_headers::insert(response.headers_mut(), &status, now);
-    Ok(response)
+    usage
 }
 
 /// The first request of a user on this instance starts their counters from what the
@@ -415,6 +493,7 @@ mod tests {
             stop: vec![],
             context: Default::default(),
             file_size: None,
+            stream: false,
         }
     }
 

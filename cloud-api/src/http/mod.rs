@@ -4,6 +4,7 @@ mod completions;
 mod health;
 mod me;
 pub(crate) mod quota_headers;
+mod streaming;
 pub mod usage;
 
 use std::time::Duration;

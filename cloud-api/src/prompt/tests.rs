@@ -18,6 +18,7 @@ fn request(fixture: &str, context: CodeContext) -> CompletionRequest {
         stop: vec![],
         context,
         file_size: None,
+        stream: false,
     }
 }
 

@@ -10,10 +10,15 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tandem_shared::CompletionRequest;
 
+use eventsource_stream::Event;
+
+use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, Provider, ProviderCompletion, ProviderError,
+    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
+    ProviderError, StreamPiece,
 };
 use crate::prompt;
+use crate::prompt::chat::AnswerCleaner;
 
 /// Header carrying the API key.
 pub(crate) const KEY_HEADER: &str = "x-api-key";
@@ -43,23 +48,34 @@ impl AnthropicProvider {
         }
     }
 
-    async fn complete_messages(
-        &self,
+    fn body<'a>(
+        &'a self,
         request: &CompletionRequest,
-    ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let (sent_stops, local_stops) = split_stop_sequences(&request.stop);
-        let body = MessagesRequest {
+        user_prompt: &'a str,
+        sent_stops: &'a [&'a str],
+        stream: bool,
+    ) -> MessagesRequest<'a> {
+        MessagesRequest {
             model: &self.model,
             max_tokens: max_tokens(request),
             temperature: temperature(request).min(MAX_TEMPERATURE),
             system: prompt::chat::SYSTEM_PROMPT,
             messages: [Message {
                 role: "user",
-                content: &user_prompt,
+                content: user_prompt,
             }],
-            stop_sequences: &sent_stops,
-        };
+            stop_sequences: sent_stops,
+            stream,
+        }
+    }
+
+    async fn complete_messages(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<ProviderCompletion, ProviderError> {
+        let user_prompt = prompt::chat::user_prompt(request);
+        let (sent_stops, local_stops) = split_stop_sequences(&request.stop);
+        let body = self.body(request, &user_prompt, &sent_stops, false);
         let response: MessagesResponse = self
             .target
             .post_json(&self.url, &body, vendor_message)
@@ -77,6 +93,153 @@ impl AnthropicProvider {
             prompt_tokens: usage.prompt_tokens(),
             completion_tokens: usage.output_tokens,
         })
+    }
+
+    async fn stream_messages(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<PieceStream, ProviderError> {
+        let user_prompt = prompt::chat::user_prompt(request);
+        let (sent_stops, local_stops) = split_stop_sequences(&request.stop);
+        let body = self.body(request, &user_prompt, &sent_stops, true);
+        let response = self
+            .target
+            .post_stream(&self.url, &body, vendor_message)
+            .await?;
+        let provider = self.target.provider.clone();
+        let events = stream::sse_events(response, provider.clone());
+        let target = self.target.clone();
+        let pieces = stream::pieces(events, provider, true, move |event| {
+            parse_stream_event(&target, &event)
+        });
+        let local_stops = local_stops.into_iter().map(str::to_owned).collect();
+        Ok(stream::cleaned(
+            pieces,
+            AnswerCleaner::new(true, local_stops),
+            STOP_SEQUENCE_REASON,
+        ))
+    }
+}
+
+/// The data of a streamed answer's events; which fields are set depends on `type`.
+#[derive(Debug, Deserialize)]
+struct StreamEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    /// `message_start`: the message so far, with the model and the prompt's usage.
+    #[serde(default)]
+    message: Option<StartedMessage>,
+    /// `content_block_start`: a block, possibly with text already.
+    #[serde(default)]
+    content_block: Option<ContentBlock>,
+    /// `content_block_delta` (`text_delta`) and `message_delta` (`stop_reason`).
+    #[serde(default)]
+    delta: Option<StreamDelta>,
+    /// `message_delta`: output tokens so far.
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    /// `error`: what went wrong after the 200.
+    #[serde(default)]
+    error: Option<StreamError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StartedMessage {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamDelta {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamError {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The HTTP status Anthropic documents for each error type, so an error inside a stream
+/// is handled as the same error before it would be.
+fn error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+fn parse_stream_event(target: &HttpTarget, event: &Event) -> Step {
+    let data: StreamEvent = match serde_json::from_str(&event.data) {
+        Ok(data) => data,
+        Err(error) => {
+            return Step::Fail(ProviderError::InvalidResponse {
+                provider: target.provider.clone(),
+                detail: format!(
+                    "stream event `{}` is not the expected JSON: {error}",
+                    event.event
+                ),
+            })
+        }
+    };
+    match data.kind.as_str() {
+        "message_start" => {
+            let message = data.message;
+            let usage = message.as_ref().and_then(|message| message.usage.as_ref());
+            Step::Piece(StreamPiece {
+                model: message.as_ref().and_then(|message| message.model.clone()),
+                prompt_tokens: usage.and_then(WireUsage::prompt_tokens),
+                ..StreamPiece::default()
+            })
+        }
+        "content_block_start" => match data.content_block {
+            Some(block) if block.kind == "text" => {
+                Step::Piece(StreamPiece::text(block.text.unwrap_or_default()))
+            }
+            _ => Step::Skip,
+        },
+        "content_block_delta" => match data.delta {
+            Some(StreamDelta {
+                kind: Some(kind),
+                text: Some(text),
+                ..
+            }) if kind == "text_delta" => Step::Piece(StreamPiece::text(text)),
+            // Thinking, signatures, tool input: not text for the editor.
+            _ => Step::Skip,
+        },
+        "message_delta" => Step::Piece(StreamPiece {
+            finish_reason: data.delta.and_then(|delta| delta.stop_reason),
+            completion_tokens: data.usage.and_then(|usage| usage.output_tokens),
+            ..StreamPiece::default()
+        }),
+        "message_stop" => Step::End(None),
+        "error" => {
+            let error = data.error;
+            let kind = error
+                .as_ref()
+                .and_then(|error| error.kind.clone())
+                .unwrap_or_default();
+            let message = error.and_then(|error| error.message).unwrap_or_default();
+            let message = target.vendor_text(&format!("{kind}: {message}"));
+            Step::Fail(target.status_error(error_status(&kind), message))
+        }
+        // `ping`, `content_block_stop`, and event types added after this version.
+        _ => Step::Skip,
     }
 }
 
@@ -112,6 +275,8 @@ struct MessagesRequest<'a> {
     messages: [Message<'a>; 1],
     #[serde(skip_serializing_if = "<[&str]>::is_empty")]
     stop_sequences: &'a [&'a str],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -213,6 +378,13 @@ impl Provider for AnthropicProvider {
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
         Box::pin(self.complete_messages(request))
     }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.stream_messages(request))
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +438,7 @@ mod tests {
                 content: "hole",
             }],
             stop_sequences: &[],
+            stream: false,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

@@ -8,10 +8,15 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tandem_shared::CompletionRequest;
 
+use eventsource_stream::Event;
+
+use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, Provider, ProviderCompletion, ProviderError,
+    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
+    ProviderError, StreamPiece,
 };
 use crate::prompt;
+use crate::prompt::chat::AnswerCleaner;
 
 /// Header carrying the API key.
 pub(crate) const KEY_HEADER: &str = "x-goog-api-key";
@@ -21,6 +26,8 @@ pub(crate) const KEY_HEADER: &str = "x-goog-api-key";
 pub struct GoogleProvider {
     target: HttpTarget,
     url: String,
+    /// `:streamGenerateContent` as server-sent events.
+    stream_url: String,
     model: String,
 }
 
@@ -34,19 +41,22 @@ impl GoogleProvider {
                 base_url,
                 &format!("v1beta/models/{model_id}:generateContent"),
             ),
+            stream_url: join_url(
+                base_url,
+                &format!("v1beta/models/{model_id}:streamGenerateContent?alt=sse"),
+            ),
             model,
         }
     }
 
-    async fn generate_content(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let body = GenerateContentRequest {
+    fn body<'a>(
+        request: &'a CompletionRequest,
+        user_prompt: &'a str,
+    ) -> GenerateContentRequest<'a> {
+        GenerateContentRequest {
             contents: [Content {
                 role: Some("user"),
-                parts: [Part { text: &user_prompt }],
+                parts: [Part { text: user_prompt }],
             }],
             system_instruction: Content {
                 role: None,
@@ -59,7 +69,15 @@ impl GoogleProvider {
                 temperature: temperature(request),
                 stop_sequences: &request.stop,
             },
-        };
+        }
+    }
+
+    async fn generate_content(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<ProviderCompletion, ProviderError> {
+        let user_prompt = prompt::chat::user_prompt(request);
+        let body = GoogleProvider::body(request, &user_prompt);
         let response: GenerateContentResponse = self
             .target
             .post_json(&self.url, &body, vendor_message)
@@ -96,6 +114,92 @@ impl GoogleProvider {
             prompt_tokens: usage.prompt_token_count,
             completion_tokens: usage.candidates_token_count,
         })
+    }
+
+    async fn stream_content(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<PieceStream, ProviderError> {
+        let user_prompt = prompt::chat::user_prompt(request);
+        let body = GoogleProvider::body(request, &user_prompt);
+        let response = self
+            .target
+            .post_stream(&self.stream_url, &body, vendor_message)
+            .await?;
+        let provider = self.target.provider.clone();
+        let events = stream::sse_events(response, provider.clone());
+        let target = self.target.clone();
+        // Gemini sends no end marker: the chunk with a finish reason is the last.
+        let pieces = stream::pieces(events, provider, true, move |event| {
+            parse_stream_event(&target, &event)
+        });
+        // Gemini applies the stop sequences itself.
+        Ok(stream::cleaned(
+            pieces,
+            AnswerCleaner::new(true, Vec::new()),
+            "STOP",
+        ))
+    }
+}
+
+/// One event of `:streamGenerateContent?alt=sse`: a whole `GenerateContentResponse`
+/// holding the next text, or `{"error": {...}}` when generation failed after the 200.
+fn parse_stream_event(target: &HttpTarget, event: &Event) -> Step {
+    if event.data.trim().is_empty() {
+        return Step::Skip;
+    }
+    if let Some(message) = vendor_message(event.data.as_bytes()) {
+        #[derive(Deserialize)]
+        struct Code {
+            error: CodeOnly,
+        }
+        #[derive(Deserialize)]
+        struct CodeOnly {
+            #[serde(default)]
+            code: Option<u16>,
+        }
+        let status = serde_json::from_str::<Code>(&event.data)
+            .ok()
+            .and_then(|code| code.error.code)
+            .unwrap_or(500);
+        return Step::Fail(target.status_error(status, target.vendor_text(&message)));
+    }
+    let chunk: GenerateContentResponse = match serde_json::from_str(&event.data) {
+        Ok(chunk) => chunk,
+        Err(error) => {
+            return Step::Fail(ProviderError::InvalidResponse {
+                provider: target.provider.clone(),
+                detail: format!("stream event is not the expected JSON: {error}"),
+            })
+        }
+    };
+    let usage = chunk.usage_metadata.unwrap_or_default();
+    let mut piece = StreamPiece {
+        model: chunk.model_version,
+        prompt_tokens: usage.prompt_token_count,
+        completion_tokens: usage.candidates_token_count,
+        ..StreamPiece::default()
+    };
+    match chunk
+        .candidates
+        .and_then(|candidates| candidates.into_iter().next())
+    {
+        Some(candidate) => {
+            piece.text = candidate.text();
+            piece.finish_reason = candidate.finish_reason;
+        }
+        None => match chunk.prompt_feedback {
+            // The prompt was blocked: no text will come.
+            Some(feedback) => {
+                piece.finish_reason = Some(feedback.block_reason.unwrap_or_default());
+            }
+            None => return Step::Piece(piece),
+        },
+    }
+    if piece.finish_reason.is_some() {
+        Step::End(Some(piece))
+    } else {
+        Step::Piece(piece)
     }
 }
 
@@ -239,6 +343,13 @@ impl Provider for GoogleProvider {
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
         Box::pin(self.generate_content(request))
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.stream_content(request))
     }
 }
 

@@ -10,16 +10,19 @@ pub mod google;
 pub mod local;
 pub mod ollama;
 pub mod openai;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use reqwest::header::HeaderValue;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tandem_shared::{CompletionRequest, ErrorCode};
 
+pub use self::stream::{PieceStream, StreamPiece};
 use crate::config::{Config, ProviderConfig, ProviderKind};
 
 /// Generated-token budget when the request sets none.
@@ -58,6 +61,22 @@ pub trait Provider: Send + Sync {
         &'a self,
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>>;
+
+    /// Completes the code at the cursor, handing out text as the model writes it. The
+    /// future resolves once the provider accepted the request; errors before that (a
+    /// refused request, an unreachable server) come from the future, errors after it end
+    /// the stream. Providers that cannot stream answer with one piece.
+    fn stream<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(async move {
+            let completion = self.complete(request).await?;
+            let piece: PieceStream =
+                futures::stream::once(async move { Ok(StreamPiece::whole(completion)) }).boxed();
+            Ok(piece)
+        })
+    }
 }
 
 /// How a provider call failed. `Display` is the message clients see: it names the provider
@@ -368,7 +387,43 @@ impl HttpTarget {
         body: &B,
         vendor_message: fn(&[u8]) -> Option<String>,
     ) -> Result<T, ProviderError> {
-        let mut builder = self.client.post(url).timeout(self.timeout).json(body);
+        let response = self
+            .send(url, body, Some(self.timeout), vendor_message)
+            .await?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.transport_error(error))?;
+        serde_json::from_slice(&bytes).map_err(|error| ProviderError::InvalidResponse {
+            provider: self.provider.clone(),
+            detail: format!("HTTP {status} body is not the expected JSON: {error}"),
+        })
+    }
+
+    /// POSTs `body` as JSON to `url` and returns a 2xx answer unread, for streaming.
+    /// No timeout applies here: the router bounds the wait for the first text and the
+    /// pauses between pieces, which a timeout on the whole answer cannot.
+    pub(crate) async fn post_stream<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &B,
+        vendor_message: fn(&[u8]) -> Option<String>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        self.send(url, body, None, vendor_message).await
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &B,
+        timeout: Option<Duration>,
+        vendor_message: fn(&[u8]) -> Option<String>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut builder = self.client.post(url).json(body);
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout);
+        }
         for (name, value) in &self.extra_headers {
             builder = builder.header(*name, *value);
         }
@@ -388,35 +443,42 @@ impl HttpTarget {
             .await
             .map_err(|error| self.transport_error(error))?;
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let bytes = response
             .bytes()
             .await
             .map_err(|error| self.transport_error(error))?;
-        if !status.is_success() {
-            let message = vendor_message(&bytes)
-                .map(|message| self.sanitize(&message))
-                .filter(|message| !message.is_empty())
-                .unwrap_or_else(|| {
-                    status
-                        .canonical_reason()
-                        .unwrap_or("no error message")
-                        .to_owned()
-                });
-            let provider = self.provider.clone();
-            return Err(if status.as_u16() == 429 {
-                ProviderError::RateLimited { provider, message }
-            } else {
-                ProviderError::Status {
-                    provider,
-                    status: status.as_u16(),
-                    message,
-                }
+        let message = vendor_message(&bytes)
+            .map(|message| self.sanitize(&message))
+            .filter(|message| !message.is_empty())
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("no error message")
+                    .to_owned()
             });
+        Err(self.status_error(status.as_u16(), message))
+    }
+
+    /// The error for a non-2xx `status` (or a vendor error event standing for one).
+    pub(crate) fn status_error(&self, status: u16, message: String) -> ProviderError {
+        let provider = self.provider.clone();
+        if status == 429 {
+            ProviderError::RateLimited { provider, message }
+        } else {
+            ProviderError::Status {
+                provider,
+                status,
+                message,
+            }
         }
-        serde_json::from_slice(&bytes).map_err(|error| ProviderError::InvalidResponse {
-            provider: self.provider.clone(),
-            detail: format!("HTTP {status} body is not the expected JSON: {error}"),
-        })
+    }
+
+    /// A vendor's message from inside a stream, made safe to log.
+    pub(crate) fn vendor_text(&self, message: &str) -> String {
+        self.sanitize(message)
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ProviderError {

@@ -6,8 +6,10 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tandem_shared::CompletionRequest;
 
+use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, Provider, ProviderCompletion, ProviderError,
+    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
+    ProviderError, StreamPiece,
 };
 use crate::prompt::{self, Family};
 
@@ -96,27 +98,9 @@ impl Provider for OllamaProvider {
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
         Box::pin(async move {
-            let (prompt, suffix) = match self.family {
-                Some(family) => (family.render(request), None),
-                None => (
-                    format!("{}{}", prompt::preamble(request), request.prefix),
-                    Some(request.suffix.as_str()),
-                ),
-            };
-            let stop = prompt::stop_sequences(request, self.family);
-            let body = GenerateRequest {
-                model: &self.model,
-                prompt: &prompt,
-                suffix,
-                raw: self.family.is_some(),
-                // One JSON object instead of a stream of lines.
-                stream: false,
-                options: GenerateOptions {
-                    num_predict: max_tokens(request),
-                    temperature: temperature(request),
-                    stop: &stop,
-                },
-            };
+            let prompt = self.prompt(request);
+            // One JSON object instead of a stream of lines.
+            let body = prompt.body(self, request, false);
             let response: GenerateResponse = self
                 .target
                 .post_json(&self.generate_url, &body, vendor_message)
@@ -129,6 +113,120 @@ impl Provider for OllamaProvider {
                 completion_tokens: response.eval_count,
             })
         })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(async move {
+            let prompt = self.prompt(request);
+            let body = prompt.body(self, request, true);
+            let response = self
+                .target
+                .post_stream(&self.generate_url, &body, vendor_message)
+                .await?;
+            let provider = self.target.provider.clone();
+            let lines = stream::ndjson_lines(response, provider.clone());
+            let target = self.target.clone();
+            Ok(stream::pieces(lines, provider, true, move |line| {
+                parse_stream_line(&target, &line)
+            }))
+        })
+    }
+}
+
+impl OllamaProvider {
+    fn prompt(&self, request: &CompletionRequest) -> PromptParts {
+        let (prompt, suffix) = match self.family {
+            Some(family) => (family.render(request), None),
+            None => (
+                format!("{}{}", prompt::preamble(request), request.prefix),
+                Some(request.suffix.clone()),
+            ),
+        };
+        PromptParts {
+            prompt,
+            suffix,
+            stop: prompt::stop_sequences(request, self.family),
+        }
+    }
+}
+
+/// What `/api/generate` is sent, before it borrows into the wire shape.
+struct PromptParts {
+    prompt: String,
+    suffix: Option<String>,
+    stop: Vec<String>,
+}
+
+impl PromptParts {
+    fn body<'a>(
+        &'a self,
+        provider: &'a OllamaProvider,
+        request: &CompletionRequest,
+        stream: bool,
+    ) -> GenerateRequest<'a> {
+        GenerateRequest {
+            model: &provider.model,
+            prompt: &self.prompt,
+            suffix: self.suffix.as_deref(),
+            raw: provider.family.is_some(),
+            stream,
+            options: GenerateOptions {
+                num_predict: max_tokens(request),
+                temperature: temperature(request),
+                stop: &self.stop,
+            },
+        }
+    }
+}
+
+/// One line of a streamed `/api/generate` answer: a piece of text, the last line (with
+/// `done` and the counts), or `{"error": "..."}` when generation failed midway.
+#[derive(Debug, Deserialize)]
+struct StreamLine {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    response: String,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    done_reason: Option<String>,
+    #[serde(default)]
+    prompt_eval_count: Option<u32>,
+    #[serde(default)]
+    eval_count: Option<u32>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+fn parse_stream_line(target: &HttpTarget, line: &[u8]) -> Step {
+    let line: StreamLine = match serde_json::from_slice(line) {
+        Ok(line) => line,
+        Err(error) => {
+            return Step::Fail(ProviderError::InvalidResponse {
+                provider: target.provider.clone(),
+                detail: format!("stream line is not the expected JSON: {error}"),
+            })
+        }
+    };
+    if let Some(message) = line.error {
+        // Ollama reports a failure after the 200 only in the stream.
+        return Step::Fail(target.status_error(500, target.vendor_text(&message)));
+    }
+    let piece = StreamPiece {
+        text: line.response,
+        finish_reason: line.done_reason,
+        model: line.model,
+        prompt_tokens: line.prompt_eval_count,
+        completion_tokens: line.eval_count,
+    };
+    if line.done {
+        Step::End(Some(piece))
+    } else {
+        Step::Piece(piece)
     }
 }
 

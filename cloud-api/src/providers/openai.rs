@@ -6,10 +6,15 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tandem_shared::CompletionRequest;
 
+use eventsource_stream::Event;
+
+use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, Provider, ProviderCompletion, ProviderError,
+    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
+    ProviderError, StreamPiece,
 };
 use crate::config::OpenAiEndpoint;
+use crate::prompt::chat::AnswerCleaner;
 use crate::prompt::{self, Family};
 
 /// A provider of `kind = "openai"`.
@@ -44,25 +49,31 @@ impl OpenAiProvider {
         }
     }
 
-    async fn complete_text(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<ProviderCompletion, ProviderError> {
+    /// The prompt, suffix and stop sequences of a `completions` request.
+    fn text_prompt(&self, request: &CompletionRequest) -> (String, Option<String>, Vec<String>) {
         let (prompt, suffix) = match self.family {
             Some(family) => (family.render(request), None),
             None => (
                 format!("{}{}", prompt::preamble(request), request.prefix),
-                Some(request.suffix.as_str()),
+                Some(request.suffix.clone()),
             ),
         };
-        let stop = prompt::stop_sequences(request, self.family);
+        (prompt, suffix, prompt::stop_sequences(request, self.family))
+    }
+
+    async fn complete_text(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<ProviderCompletion, ProviderError> {
+        let (prompt, suffix, stop) = self.text_prompt(request);
         let body = CompletionsRequest {
             model: &self.model,
             prompt: &prompt,
-            suffix,
+            suffix: suffix.as_deref(),
             max_tokens: max_tokens(request),
             temperature: temperature(request),
             stop: &stop,
+            stream: None,
         };
         let response: CompletionsResponse = self
             .target
@@ -81,12 +92,13 @@ impl OpenAiProvider {
         })
     }
 
-    async fn complete_chat(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let body = ChatRequest {
+    fn chat_body<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+        user_prompt: &'a str,
+        stream: Option<StreamFlags>,
+    ) -> ChatRequest<'a> {
+        ChatRequest {
             model: &self.model,
             messages: [
                 ChatMessage {
@@ -95,13 +107,22 @@ impl OpenAiProvider {
                 },
                 ChatMessage {
                     role: "user",
-                    content: &user_prompt,
+                    content: user_prompt,
                 },
             ],
             max_tokens: max_tokens(request),
             temperature: temperature(request),
             stop: &request.stop,
-        };
+            stream,
+        }
+    }
+
+    async fn complete_chat(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<ProviderCompletion, ProviderError> {
+        let user_prompt = prompt::chat::user_prompt(request);
+        let body = self.chat_body(request, &user_prompt, None);
         let response: ChatResponse = self
             .target
             .post_json(&self.url, &body, vendor_message)
@@ -120,6 +141,144 @@ impl OpenAiProvider {
             completion_tokens: response.usage.and_then(|usage| usage.completion_tokens),
         })
     }
+
+    async fn stream_answer(
+        &self,
+        request: &CompletionRequest,
+    ) -> Result<PieceStream, ProviderError> {
+        let response = match self.endpoint {
+            OpenAiEndpoint::Completions => {
+                let (prompt, suffix, stop) = self.text_prompt(request);
+                let body = CompletionsRequest {
+                    model: &self.model,
+                    prompt: &prompt,
+                    suffix: suffix.as_deref(),
+                    max_tokens: max_tokens(request),
+                    temperature: temperature(request),
+                    stop: &stop,
+                    stream: Some(StreamFlags::WITH_USAGE),
+                };
+                self.target
+                    .post_stream(&self.url, &body, vendor_message)
+                    .await?
+            }
+            OpenAiEndpoint::Chat => {
+                let user_prompt = prompt::chat::user_prompt(request);
+                let body = self.chat_body(request, &user_prompt, Some(StreamFlags::WITH_USAGE));
+                self.target
+                    .post_stream(&self.url, &body, vendor_message)
+                    .await?
+            }
+        };
+        let provider = self.target.provider.clone();
+        let events = stream::sse_events(response, provider.clone());
+        let target = self.target.clone();
+        let pieces = stream::pieces(events, provider, true, move |event| {
+            parse_stream_event(&target, &event)
+        });
+        Ok(match self.endpoint {
+            OpenAiEndpoint::Completions => pieces,
+            // The stop sequences went to the server; only fences and markers are left.
+            OpenAiEndpoint::Chat => {
+                stream::cleaned(pieces, AnswerCleaner::new(true, Vec::new()), "stop")
+            }
+        })
+    }
+}
+
+/// `"stream": true` and the option that makes the last event carry the token counts.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct StreamFlags {
+    stream: bool,
+    stream_options: StreamOptions,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+impl StreamFlags {
+    const WITH_USAGE: StreamFlags = StreamFlags {
+        stream: true,
+        stream_options: StreamOptions {
+            include_usage: true,
+        },
+    };
+}
+
+/// One event of a streamed answer: `data: {chunk}`, or `data: [DONE]` at the end. With
+/// `include_usage` the last chunk has no choices and the token counts.
+#[derive(Debug, Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<StreamChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    /// Set instead of the rest when generation failed after the 200.
+    #[serde(default)]
+    error: Option<StreamError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamChoice {
+    /// `completions` chunks.
+    #[serde(default)]
+    text: Option<String>,
+    /// `chat/completions` chunks.
+    #[serde(default)]
+    delta: Option<ChatAnswer>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamError {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+fn parse_stream_event(target: &HttpTarget, event: &Event) -> Step {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Step::End(None);
+    }
+    if data.is_empty() {
+        return Step::Skip;
+    }
+    let chunk: StreamChunk = match serde_json::from_str(data) {
+        Ok(chunk) => chunk,
+        Err(error) => {
+            return Step::Fail(ProviderError::InvalidResponse {
+                provider: target.provider.clone(),
+                detail: format!("stream event is not the expected JSON: {error}"),
+            })
+        }
+    };
+    if let Some(error) = chunk.error {
+        let message = error.message.unwrap_or_default();
+        return Step::Fail(target.status_error(500, target.vendor_text(&message)));
+    }
+    let choice = chunk.choices.into_iter().next();
+    let (text, finish_reason) = match choice {
+        Some(choice) => (
+            choice
+                .text
+                .or_else(|| choice.delta.and_then(|delta| delta.content))
+                .unwrap_or_default(),
+            choice.finish_reason,
+        ),
+        None => (String::new(), None),
+    };
+    Step::Piece(StreamPiece {
+        text,
+        finish_reason,
+        model: chunk.model,
+        prompt_tokens: chunk.usage.and_then(|usage| usage.prompt_tokens),
+        completion_tokens: chunk.usage.and_then(|usage| usage.completion_tokens),
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +291,8 @@ struct CompletionsRequest<'a> {
     temperature: f32,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamFlags>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +303,8 @@ struct ChatRequest<'a> {
     temperature: f32,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamFlags>,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +395,13 @@ impl Provider for OpenAiProvider {
                 OpenAiEndpoint::Chat => self.complete_chat(request).await,
             }
         })
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.stream_answer(request))
     }
 }
 

@@ -39,6 +39,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
 use tandem_shared::CompletionRequest;
@@ -46,7 +48,9 @@ use tandem_shared::CompletionRequest;
 pub use self::breaker::BreakerState;
 use self::breaker::{Admission, Breaker, BreakerSettings};
 use crate::config::{Config, ProviderConfig, DEFAULT_PROVIDER_TIMEOUT_MS};
-use crate::providers::{Provider, ProviderCompletion, ProviderError, ProviderRegistry};
+use crate::providers::{
+    PieceStream, Provider, ProviderCompletion, ProviderError, ProviderRegistry, StreamPiece,
+};
 use crate::tiers::{Feature, TierPolicy};
 
 /// Statuses that say the request, not the provider, is at fault: no fallback.
@@ -213,6 +217,36 @@ pub struct RoutedCompletion {
     pub provider: String,
     /// Every attempt, the successful one last.
     pub attempts: Vec<Attempt>,
+}
+
+/// A streamed answer and how it was obtained.
+pub struct RoutedStream {
+    /// Name of the provider that answered.
+    pub provider: String,
+    /// Every attempt, the successful one last.
+    pub attempts: Vec<Attempt>,
+    /// The pieces read before the answer was taken: up to and including the first with
+    /// text.
+    pub head: Vec<StreamPiece>,
+    /// The rest of the answer.
+    pub rest: PieceStream,
+}
+
+impl std::fmt::Debug for RoutedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutedStream")
+            .field("provider", &self.provider)
+            .field("attempts", &self.attempts)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an attempt that succeeded produced, and where.
+struct Routed<T> {
+    value: T,
+    target: Arc<Target>,
+    attempts: Vec<Attempt>,
 }
 
 /// Why no provider answered.
@@ -500,6 +534,63 @@ impl ProviderRouter {
         request: &CompletionRequest,
         budget: Duration,
     ) -> Result<RoutedCompletion, RoutingFailure> {
+        let routed = self
+            .with_fallback(plan, budget, |target| {
+                Box::pin(async move { target.provider.complete(request).await })
+            })
+            .await?;
+        Ok(RoutedCompletion {
+            completion: routed.value,
+            provider: routed.target.name().to_owned(),
+            attempts: routed.attempts,
+        })
+    }
+
+    /// Like [`ProviderRouter::complete_with_fallback`], streaming: a target counts as
+    /// having answered once its first text arrives (or its answer ends empty), and only
+    /// until then may the request move on to the next. After that, the stream's errors
+    /// end the answer, and a pause between pieces longer than the provider's
+    /// `timeout_ms` ends it with a `Timeout`.
+    pub async fn stream_with_fallback(
+        &self,
+        plan: &RoutePlan,
+        request: &CompletionRequest,
+        budget: Duration,
+    ) -> Result<RoutedStream, RoutingFailure> {
+        let routed = self
+            .with_fallback(plan, budget, |target| {
+                Box::pin(async move {
+                    let mut stream = target.provider.stream(request).await?;
+                    let mut head = Vec::new();
+                    while let Some(piece) = stream.next().await {
+                        let piece = piece?;
+                        let has_text = !piece.text.is_empty();
+                        head.push(piece);
+                        if has_text {
+                            break;
+                        }
+                    }
+                    Ok((head, stream))
+                })
+            })
+            .await?;
+        let (head, rest) = routed.value;
+        Ok(RoutedStream {
+            provider: routed.target.name().to_owned(),
+            attempts: routed.attempts,
+            head,
+            rest: watch_stream(rest, routed.target, self.clock.clone()),
+        })
+    }
+
+    /// The fallback loop: runs `attempt` on the plan's targets in order until one
+    /// succeeds, within `budget`, keeping each target's breaker.
+    async fn with_fallback<'r, T>(
+        &self,
+        plan: &RoutePlan,
+        budget: Duration,
+        mut attempt: impl FnMut(Arc<Target>) -> BoxFuture<'r, Result<T, ProviderError>>,
+    ) -> Result<Routed<T>, RoutingFailure> {
         let deadline = tokio::time::Instant::now() + budget;
         let mut attempts = Vec::new();
         let mut last_error: Option<ProviderError> = None;
@@ -525,20 +616,19 @@ impl ProviderRouter {
                 };
                 let allotted = remaining.min(target.timeout);
                 let started = tokio::time::Instant::now();
-                let result =
-                    tokio::time::timeout(allotted, target.provider.complete(request)).await;
+                let result = tokio::time::timeout(allotted, attempt(target.clone())).await;
                 let elapsed = started.elapsed();
                 let (error, outcome, blame) = match result {
-                    Ok(Ok(completion)) => {
+                    Ok(Ok(value)) => {
                         guard.succeeded();
                         attempts.push(Attempt {
                             provider: target.name().to_owned(),
                             outcome: AttemptOutcome::Answered,
                             elapsed,
                         });
-                        return Ok(RoutedCompletion {
-                            completion,
-                            provider: target.name().to_owned(),
+                        return Ok(Routed {
+                            value,
+                            target: target.clone(),
                             attempts,
                         });
                     }
@@ -679,6 +769,34 @@ fn weighted_pick(weighted: &[(usize, u32)], draw: impl FnOnce(u64) -> u64) -> Op
 fn whole_millis(duration: Duration) -> u64 {
     let millis = duration.as_nanos().div_ceil(1_000_000);
     u64::try_from(millis).unwrap_or(u64::MAX)
+}
+
+/// The rest of a streamed answer, with a limit on the pause before each piece (the
+/// provider's `timeout_ms`) and a breaker failure for the provider when the answer breaks
+/// off.
+fn watch_stream(stream: PieceStream, target: Arc<Target>, clock: Clock) -> PieceStream {
+    futures::stream::unfold(Some(stream), move |stream| {
+        let target = target.clone();
+        let clock = clock.clone();
+        async move {
+            let mut stream = stream?;
+            let item = match tokio::time::timeout(target.timeout, stream.next()).await {
+                Ok(Some(Ok(piece))) => return Some((Ok(piece), Some(stream))),
+                Ok(None) => return None,
+                Ok(Some(Err(error))) => error,
+                Err(_) => ProviderError::Timeout {
+                    provider: target.name().to_owned(),
+                    timeout_ms: whole_millis(target.timeout),
+                },
+            };
+            if verdict(&item) != Verdict::Final {
+                target.breaker().record_failure(clock());
+            }
+            // Nothing follows an error; dropping the stream closes the connection.
+            Some((Err(item), None))
+        }
+    })
+    .boxed()
 }
 
 /// `base` scaled by a random factor between 0.5 and 1.5.

@@ -172,6 +172,7 @@ fn request() -> CompletionRequest {
         stop: vec![],
         context: Default::default(),
         file_size: None,
+        stream: false,
     }
 }
 
@@ -868,4 +869,58 @@ async fn a_breaker_past_its_cooldown_counts_as_usable_for_readiness() {
     *now.lock().unwrap() += Duration::from_secs(30);
     assert!(!every_breaker_open(&router.provider_health()));
     assert!(!every_breaker_open(&[]));
+}
+
+/// Streams one piece of text, then falls silent.
+struct Trickle;
+
+impl Provider for Trickle {
+    fn name(&self) -> &str {
+        "trickle"
+    }
+
+    fn model(&self) -> &str {
+        "trickle"
+    }
+
+    fn complete<'a>(
+        &'a self,
+        _request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn stream<'a>(
+        &'a self,
+        _request: &'a CompletionRequest,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(async {
+            let first = futures::stream::iter([Ok(StreamPiece::text("a"))]);
+            let stream: PieceStream = first.chain(futures::stream::pending()).boxed();
+            Ok(stream)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_falls_silent_ends_with_a_timeout_against_its_provider() {
+    let config = config(&["trickle"], "");
+    let mut config = config;
+    config.providers[0].timeout_ms = Some(50);
+    let providers: Vec<Arc<dyn Provider>> = vec![Arc::new(Trickle)];
+    let router = ProviderRouter::from_config(&config, &ProviderRegistry::from_providers(providers));
+    let plan = router.plan(&enterprise(&config), Task::Completion).unwrap();
+    let mut routed = router
+        .stream_with_fallback(&plan, &request(), plan.budget())
+        .await
+        .unwrap();
+    assert_eq!(routed.head, [StreamPiece::text("a")]);
+    assert_eq!(health_of(&router, "trickle").consecutive_failures, 0);
+    let error = routed.rest.next().await.unwrap().unwrap_err();
+    assert!(
+        matches!(error, ProviderError::Timeout { timeout_ms: 50, .. }),
+        "{error:?}"
+    );
+    assert!(routed.rest.next().await.is_none());
+    assert_eq!(health_of(&router, "trickle").consecutive_failures, 1);
 }

@@ -443,6 +443,7 @@ mod tests {
             stop: Vec::new(),
             context: assembled.context.clone(),
             file_size: None,
+            stream: false,
         }
         .estimated_tokens();
         assert!(

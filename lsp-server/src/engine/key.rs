@@ -40,6 +40,8 @@ impl RequestKey {
             // Only checked against the tier's limit; the answer does not depend on it,
             // and an edit far from the cursor should not miss the cache.
             file_size: _,
+            // Streamed or not, the text is the same.
+            stream: _,
         } = request;
         let CodeContext {
             scopes,
@@ -152,6 +154,7 @@ mod tests {
                 recent_edits: vec![snippet("src/lib.rs", "let x = 1;")],
             },
             file_size: Some(4096),
+            stream: false,
         }
     }
 

@@ -208,6 +208,7 @@ fn build_request(
         stop: postprocess::stop_sequences(mode, language),
         context: assembled.context,
         file_size: Some(snapshot.text.len_bytes() as u64),
+        stream: false,
     };
     tracing::trace!(
         path = %request.path,

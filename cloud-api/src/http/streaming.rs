@@ -1,0 +1,249 @@
+//! `POST /v1/completions` with `"stream": true`: the answer as server-sent events
+//! ([`tandem_shared::stream`]).
+//!
+//! The response starts only once a provider has sent its first text, so until then a
+//! failing provider is replaced by the next one and errors are ordinary JSON answers.
+//! After that a task relays each piece as the provider sends it (a small channel, so a
+//! slow client slows the read from the provider instead of filling memory), and when the
+//! answer ends it settles the tokens and commits the usage record before sending the
+//! final event. A client that goes away mid-answer closes the provider's stream too, and
+//! its request is recorded with status 499.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use tandem_shared::stream::{Delta, EVENT_DELTA, EVENT_DONE, EVENT_ERROR};
+use tandem_shared::{Choice, CompletionRequest, CompletionResponse, ErrorBody, ErrorCode};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::completions::{account, Admitted, Reservation};
+use super::quota_headers;
+use crate::db::usage::UsageRecord;
+use crate::error::AppError;
+use crate::extract::AuthUser;
+use crate::providers::stream::StreamTotals;
+use crate::routing::RoutedStream;
+use crate::state::AppState;
+
+/// Events waiting for a slow client before the provider's stream is no longer read.
+const CHANNEL_EVENTS: usize = 16;
+/// Status recorded for an answer the client stopped reading (nginx's "client closed
+/// request").
+const CLIENT_CLOSED: u16 = 499;
+
+/// Asks the providers for a streamed answer and, once one has sent its first text,
+/// answers with the event stream. A routing failure is returned for the caller to record
+/// and answer like any error.
+pub(super) async fn start(
+    state: &AppState,
+    caller: &AuthUser,
+    request: &CompletionRequest,
+    admitted: Admitted<'_>,
+    record: &mut UsageRecord,
+) -> Result<Response, AppError> {
+    let started = Instant::now();
+    let plan = &admitted.plan;
+    let routed = match state
+        .router
+        .stream_with_fallback(plan, request, plan.budget())
+        .await
+    {
+        Ok(routed) => routed,
+        Err(failure) => {
+            record.provider = failure
+                .attempts
+                .last()
+                .map(|attempt| attempt.provider.clone());
+            state
+                .limiter
+                .refund(&caller.user.id, admitted.reserved, admitted.admitted_at);
+            return Err(failure.error.into());
+        }
+    };
+    if routed.attempts.len() > 1 {
+        tracing::info!(
+            attempts = routed.attempts.len(),
+            provider = %routed.provider,
+            "streaming after falling back"
+        );
+    }
+    let mut record = record.clone();
+    record.provider = Some(routed.provider.clone());
+    let relay = Relay {
+        state: state.clone(),
+        caller: caller.clone(),
+        reservation: admitted.reservation(),
+        record,
+        default_model: default_model(state, &routed.provider),
+        started,
+    };
+    let (events, receiver) = mpsc::channel(CHANNEL_EVENTS);
+    tokio::spawn(
+        relay
+            .run(routed, events)
+            .instrument(tracing::Span::current()),
+    );
+    let body = futures::stream::unfold(receiver, |mut receiver| async move {
+        let event = receiver.recv().await?;
+        Some((Ok::<Event, Infallible>(event), receiver))
+    });
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    let now = Utc::now();
+    let status = state.limiter.status(&caller.user.id, admitted.policy, now);
+    let headers = response.headers_mut();
+    quota_headers::insert(headers, &status, now);
+    // Proxies that buffer answers (nginx by default) would hold the events back.
+    headers.insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    Ok(response)
+}
+
+/// The configured model of the provider named `provider`, for answers that name none.
+fn default_model(state: &AppState, provider: &str) -> String {
+    state
+        .providers
+        .iter()
+        .find(|candidate| candidate.name() == provider)
+        .map_or_else(String::new, |provider| provider.model().to_owned())
+}
+
+/// Relays one answer from the provider to the client and accounts for it.
+struct Relay {
+    state: AppState,
+    caller: AuthUser,
+    reservation: Reservation,
+    record: UsageRecord,
+    default_model: String,
+    started: Instant,
+}
+
+/// How the relay ended.
+enum Ending {
+    /// The provider's answer ended.
+    Complete,
+    /// The provider's stream broke off.
+    Failed(AppError),
+    /// The client stopped reading.
+    ClientGone,
+}
+
+impl Relay {
+    async fn run(mut self, routed: RoutedStream, events: mpsc::Sender<Event>) {
+        let provider = routed.provider;
+        let mut rest = routed.rest;
+        let mut totals = StreamTotals::default();
+        let mut ending = Ending::Complete;
+        for piece in &routed.head {
+            totals.add(piece);
+            if !piece.text.is_empty() && events.send(delta(&piece.text)).await.is_err() {
+                ending = Ending::ClientGone;
+            }
+        }
+        while matches!(ending, Ending::Complete) {
+            let next = tokio::select! {
+                next = rest.next() => next,
+                () = events.closed() => {
+                    ending = Ending::ClientGone;
+                    break;
+                }
+            };
+            match next {
+                Some(Ok(piece)) => {
+                    totals.add(&piece);
+                    if !piece.text.is_empty() && events.send(delta(&piece.text)).await.is_err() {
+                        ending = Ending::ClientGone;
+                    }
+                }
+                Some(Err(error)) => ending = Ending::Failed(error.into()),
+                None => break,
+            }
+        }
+        // Closes the connection to the provider: nothing more is read or paid for.
+        drop(rest);
+
+        let completion = totals.into_completion(&self.default_model);
+        let usage = account(
+            &self.state,
+            &self.caller,
+            self.reservation,
+            &completion,
+            &mut self.record,
+        );
+        self.record.latency_ms = self.started.elapsed().as_millis() as u64;
+        self.record.status = match &ending {
+            Ending::Complete => 200,
+            Ending::Failed(error) => error.status_code().as_u16(),
+            Ending::ClientGone => CLIENT_CLOSED,
+        };
+        let recorded = self.state.usage.record(self.record.clone()).await;
+        let last = match (ending, recorded) {
+            (Ending::ClientGone, _) => {
+                tracing::info!("client closed the stream before the answer ended");
+                return;
+            }
+            (_, Err(error)) => {
+                let error = AppError::NotReady {
+                    public: "usage could not be recorded".to_owned(),
+                    cause: Box::new(error),
+                };
+                error_event(&error)
+            }
+            (Ending::Failed(error), Ok(())) => error_event(&error),
+            (Ending::Complete, Ok(())) => event(
+                EVENT_DONE,
+                &CompletionResponse {
+                    id: self.record.request_id.clone(),
+                    choices: vec![Choice {
+                        index: 0,
+                        text: completion.text,
+                        finish_reason: completion.finish_reason,
+                    }],
+                    provider,
+                    model: completion.model,
+                    usage,
+                },
+            ),
+        };
+        // The client may be gone by now; the record is written either way.
+        let _ = events.send(last).await;
+    }
+}
+
+fn delta(text: &str) -> Event {
+    event(
+        EVENT_DELTA,
+        &Delta {
+            index: 0,
+            text: text.to_owned(),
+        },
+    )
+}
+
+fn error_event(error: &AppError) -> Event {
+    error.log();
+    event(EVENT_ERROR, &error.body())
+}
+
+/// A named event with `data` as JSON. Our types always serialize; were one not to, the
+/// client gets an error event rather than a malformed one.
+fn event(name: &'static str, data: &impl Serialize) -> Event {
+    match serde_json::to_string(data) {
+        Ok(json) => Event::default().event(name).data(json),
+        Err(error) => {
+            tracing::error!(%error, event = name, "stream event could not be serialized");
+            let body = ErrorBody::new(ErrorCode::Internal, "internal error");
+            let json = serde_json::to_string(&body).unwrap_or_default();
+            Event::default().event(EVENT_ERROR).data(json)
+        }
+    }
+}
