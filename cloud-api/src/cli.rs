@@ -86,8 +86,8 @@ pub enum UsersCommand {
         #[arg(long, default_value = "free")]
         tier: String,
     },
-    /// Move a user to another tier. Running servers apply it within the key cache's
-    /// lifetime (`auth.key_cache_ttl_secs`, 5 s by default).
+    /// Move a user to another tier. Running servers apply it within a quarter of a
+    /// second (they watch the database for tier changes and revocations).
     SetTier {
         /// The user's email.
         #[arg(long)]

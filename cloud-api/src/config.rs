@@ -68,6 +68,38 @@ pub struct Config {
     /// a model without a price costs 0.
     #[serde(default)]
     pub prices: BTreeMap<String, PriceConfig>,
+    /// The Prometheus endpoint, `GET /metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: whether `GET /metrics` is served, and to whom.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics`. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Name of an environment variable holding a token scrapers must send as
+    /// `Authorization: Bearer <token>`. Without it the endpoint is open to anyone who can
+    /// reach the port: it shows request counts, provider names and breaker states, never
+    /// users, keys or code, but a public deployment should set this or block the path at
+    /// its proxy.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            token_env: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// One `[prices."<model>"]` table: US dollars per million tokens.
@@ -380,9 +412,10 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
-    /// How long, in seconds, a successful key check is remembered. Keys are revoked by a
-    /// separate process (`tandem-cloud keys revoke`), so a revoked key keeps working for at
-    /// most this long. 0 disables the cache. Default 5.
+    /// How long, in seconds, a successful key check is remembered. Revocations and tier
+    /// changes empty the cache within a quarter of a second (servers watch the database's
+    /// auth epoch); this lifetime is the bound only while the database cannot be read.
+    /// 0 disables the cache. Default 5.
     #[serde(default = "default_key_cache_ttl_secs")]
     pub key_cache_ttl_secs: u64,
 }

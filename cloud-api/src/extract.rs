@@ -1,6 +1,8 @@
 //! Extractors: the JSON body wrapper that reports errors in the API's shape, and
 //! [`AuthUser`], the authenticated caller.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
@@ -113,10 +115,19 @@ impl FromRequestParts<AppState> for AuthUser {
 async fn authenticate(state: &AppState, key: &str) -> Result<AuthUser, AppError> {
     let hash = KeyHash::of(key);
     let result = match &state.key_cache {
-        Some(cache) => cache
-            .try_get_with(hash, look_up(state, key, hash))
-            .await
-            .map_err(|failure| (*failure).clone()),
+        Some(cache) => {
+            // Set when this request's look-up ran (or waited on another's).
+            let missed = AtomicBool::new(false);
+            let result = cache
+                .try_get_with(hash, async {
+                    missed.store(true, Ordering::Relaxed);
+                    look_up(state, key, hash).await
+                })
+                .await
+                .map_err(|failure| (*failure).clone());
+            state.metrics.key_cache(!missed.load(Ordering::Relaxed));
+            result
+        }
         None => look_up(state, key, hash).await,
     };
     result.map_err(|failure| match failure {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod prompt;
 pub mod providers;
 pub mod rate_limit;

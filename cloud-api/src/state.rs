@@ -1,6 +1,6 @@
 //! The state every handler shares: configuration, database pool, providers, key cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -9,6 +9,7 @@ use sqlx::SqlitePool;
 use crate::config::Config;
 use crate::extract::AuthUser;
 use crate::keys::KeyHash;
+use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderRegistry, ProviderSetupError};
 use crate::rate_limit::RateLimiter;
 use crate::routing::ProviderRouter;
@@ -17,6 +18,8 @@ use crate::usage::UsageRecorder;
 
 /// Most keys remembered by the auth cache.
 const KEY_CACHE_CAPACITY: u64 = 10_000;
+/// How often the database is asked whether a tier changed or a key was revoked.
+pub const AUTH_EPOCH_POLL: Duration = Duration::from_millis(250);
 
 /// Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -28,7 +31,7 @@ pub struct AppState {
     /// The model providers; requests go to the first.
     pub providers: Arc<ProviderRegistry>,
     /// Successful key checks by key hash, for `auth.key_cache_ttl_secs`; `None` when 0.
-    pub(crate) key_cache: Option<Cache<KeyHash, AuthUser>>,
+    pub(crate) key_cache: Option<Arc<Cache<KeyHash, AuthUser>>>,
     /// The deployment's tiers, resolved from the configuration.
     pub tiers: Arc<Tiers>,
     /// Rate limits and quotas of this instance.
@@ -37,6 +40,20 @@ pub struct AppState {
     pub usage: UsageRecorder,
     /// Which providers answer which tier and task, with fallback and circuit breakers.
     pub router: Arc<ProviderRouter>,
+    /// Prometheus metrics of this instance.
+    pub metrics: Arc<Metrics>,
+    /// The bearer token `GET /metrics` requires (`metrics.token_env`); never logged.
+    pub(crate) metrics_token: Option<Arc<str>>,
+}
+
+/// Why the state could not be built at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Provider(#[from] ProviderSetupError),
+    /// `metrics.token_env` names a variable that is not set (or is empty).
+    #[error("environment variable `{variable}` (named by metrics.token_env) is not set")]
+    MetricsToken { variable: String },
 }
 
 impl std::fmt::Debug for AppState {
@@ -51,7 +68,7 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Builds the state, reading provider keys from the process environment.
-    pub fn new(config: Config, db: SqlitePool) -> Result<AppState, ProviderSetupError> {
+    pub fn new(config: Config, db: SqlitePool) -> Result<AppState, StateError> {
         AppState::with_env(config, db, &|name| std::env::var(name).ok())
     }
 
@@ -60,9 +77,22 @@ impl AppState {
         config: Config,
         db: SqlitePool,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<AppState, ProviderSetupError> {
+    ) -> Result<AppState, StateError> {
         let providers = ProviderRegistry::from_config(&config, env)?;
-        Ok(AppState::with_providers(config, db, providers))
+        let metrics_token = match &config.metrics.token_env {
+            Some(variable) => match env(variable) {
+                Some(token) if !token.trim().is_empty() => Some(Arc::from(token.trim())),
+                _ => {
+                    return Err(StateError::MetricsToken {
+                        variable: variable.clone(),
+                    })
+                }
+            },
+            None => None,
+        };
+        let mut state = AppState::with_providers(config, db, providers);
+        state.metrics_token = metrics_token;
+        Ok(state)
     }
 
     /// Builds the state around providers made elsewhere. Starts the usage writer, so it
@@ -70,11 +100,16 @@ impl AppState {
     pub fn with_providers(config: Config, db: SqlitePool, providers: ProviderRegistry) -> AppState {
         let ttl = config.auth.key_cache_ttl_secs;
         let key_cache = (ttl > 0).then(|| {
-            Cache::builder()
-                .max_capacity(KEY_CACHE_CAPACITY)
-                .time_to_live(Duration::from_secs(ttl))
-                .build()
+            Arc::new(
+                Cache::builder()
+                    .max_capacity(KEY_CACHE_CAPACITY)
+                    .time_to_live(Duration::from_secs(ttl))
+                    .build(),
+            )
         });
+        if let Some(cache) = &key_cache {
+            tokio::spawn(watch_auth_epoch(db.clone(), Arc::downgrade(cache)));
+        }
         // `Config::load` validated the tiers already; a configuration built in code that
         // was not validated gets the defaults, loudly.
         let tiers = config.tiers().unwrap_or_else(|error| {
@@ -82,7 +117,8 @@ impl AppState {
             Tiers::default()
         });
         let limiter = RateLimiter::new(&tiers);
-        let usage = UsageRecorder::spawn(db.clone());
+        let metrics = Arc::new(Metrics::new());
+        let usage = UsageRecorder::spawn(db.clone(), metrics.clone());
         let router = ProviderRouter::from_config(&config, &providers);
         AppState {
             config: Arc::new(config),
@@ -93,6 +129,8 @@ impl AppState {
             limiter: Arc::new(limiter),
             usage,
             router: Arc::new(router),
+            metrics,
+            metrics_token: None,
         }
     }
 
@@ -124,5 +162,36 @@ impl AppState {
         self.providers.iter().filter(move |provider| {
             policy.allows_provider(provider.name(), self.provider_kind(provider.name()))
         })
+    }
+}
+
+/// Empties the key cache whenever the database's auth epoch moves (a tier changed, a key
+/// was revoked), so those changes apply within [`AUTH_EPOCH_POLL`] rather than the cache's
+/// lifetime, whichever process made them. Ends with the cache. While the database cannot
+/// be read, the cache's lifetime remains the bound.
+async fn watch_auth_epoch(db: SqlitePool, cache: Weak<Cache<KeyHash, AuthUser>>) {
+    let mut known = None;
+    let mut ticks = tokio::time::interval(AUTH_EPOCH_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        match crate::db::auth_epoch(&db).await {
+            Ok(epoch) => {
+                // Without a previous reading (the first, or the first after a failure),
+                // entries cached meanwhile may predate a change: drop them too.
+                if known != Some(epoch) {
+                    cache.invalidate_all();
+                    tracing::debug!(epoch, "auth epoch moved: key cache emptied");
+                }
+                known = Some(epoch);
+            }
+            Err(error) => {
+                known = None;
+                tracing::debug!(%error, "cannot read the auth epoch");
+            }
+        }
     }
 }

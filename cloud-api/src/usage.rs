@@ -9,6 +9,7 @@
 //! answering has therefore already committed the answered request's record.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::PriceConfig;
 use crate::db::usage::{write_batch, UsageRecord};
+use crate::metrics::Metrics;
 
 /// Most records committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -58,9 +60,9 @@ impl std::fmt::Debug for UsageRecorder {
 impl UsageRecorder {
     /// Starts the writer task on the current Tokio runtime. It ends when every handle is
     /// dropped, after committing what was queued.
-    pub fn spawn(pool: SqlitePool) -> UsageRecorder {
+    pub fn spawn(pool: SqlitePool, metrics: Arc<Metrics>) -> UsageRecorder {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(pool, queue));
+        tokio::spawn(write_batches(pool, queue, metrics));
         UsageRecorder { jobs }
     }
 
@@ -87,7 +89,7 @@ impl UsageRecorder {
     }
 }
 
-async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
         if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
@@ -116,6 +118,7 @@ async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
                 tracing::error!(%error, rows = records.len(), "cannot record usage");
                 UsageError::Database(error.to_string())
             });
+        metrics.usage_records(records.len() as u64, outcome.is_ok());
         for done in waiters {
             // A waiter that went away (its request was cancelled) needs no answer.
             let _ = done.send(outcome.clone());
@@ -172,7 +175,7 @@ mod tests {
         let user = users::create(&pool, "a@example.com", Tier::pro())
             .await
             .unwrap();
-        let recorder = Arc::new(UsageRecorder::spawn(pool.clone()));
+        let recorder = Arc::new(UsageRecorder::spawn(pool.clone(), Arc::default()));
         let tasks: Vec<_> = (0..2000)
             .map(|index| {
                 let (recorder, id) = (Arc::clone(&recorder), user.id.clone());
@@ -188,7 +191,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_its_waiters() {
         let (_dir, pool) = temp_db().await;
-        let recorder = UsageRecorder::spawn(pool.clone());
+        let recorder = UsageRecorder::spawn(pool.clone(), Arc::default());
         // No such user: the foreign key refuses the row.
         let error = recorder.record(record("nobody", 0)).await.unwrap_err();
         assert!(matches!(error, UsageError::Database(_)), "{error:?}");

@@ -197,13 +197,15 @@ fn admin_errors_exit_1_with_a_message() {
 fn migrate_dry_run_lists_then_migrate_applies() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let pending = "pending 0001 init\npending 0002 tiers as data\npending 0003 usage\n";
+    let pending = "pending 0001 init\npending 0002 tiers as data\npending 0003 usage\n\
+                   pending 0004 auth epoch\n";
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     // A dry run changes nothing.
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     assert_eq!(
         run_ok(dir, &["migrate"]),
-        "applied 0001 init\napplied 0002 tiers as data\napplied 0003 usage\n"
+        "applied 0001 init\napplied 0002 tiers as data\napplied 0003 usage\n\
+         applied 0004 auth epoch\n"
     );
     assert_eq!(
         run_ok(dir, &["migrate", "--dry-run"]),

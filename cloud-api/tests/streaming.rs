@@ -289,4 +289,12 @@ async fn a_client_that_hangs_up_closes_the_vendor_stream() {
         assert!(tokio::time::Instant::now() < deadline, "no usage row");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let metrics = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .text;
+    assert!(
+        metrics.contains(r#"tandem_streams_total{ending="client_closed"} 1"#),
+        "{metrics}"
+    );
 }

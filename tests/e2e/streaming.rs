@@ -19,18 +19,17 @@ async fn deltas_arrive_while_the_vendor_is_still_writing() {
     // Ten pieces of four characters, then Anthropic's closing events.
     provider.reply_with_text("0123456789".repeat(4));
     provider.set_chunk_delay(PIECE_DELAY);
-    let options = CloudOptions::with_provider(ProviderConfig::anthropic(
-        &provider,
-        MODEL,
-        PROVIDER_KEY,
-    ));
+    let options =
+        CloudOptions::with_provider(ProviderConfig::anthropic(&provider, MODEL, PROVIDER_KEY));
     let cloud = CloudServer::start(options).await.expect("tandem-cloud");
     let started = Instant::now();
     let mut response = reqwest::Client::new()
         .post(format!("{}/v1/completions", cloud.url()))
         .bearer_auth(cloud.api_key())
-        .json(&json!({"language": "rust", "path": "src/lib.rs", "prefix": "fn a() {",
-            "suffix": "}", "stream": true}))
+        .json(
+            &json!({"language": "rust", "path": "src/lib.rs", "prefix": "fn a() {",
+            "suffix": "}", "stream": true}),
+        )
         .send()
         .await
         .expect("POST /v1/completions");

@@ -146,6 +146,15 @@ pub fn spawn_checkpointer(pool: SqlitePool) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// The count of changes key caches must not outlive (tier changes, revoked or deleted
+/// keys, deleted users), kept by triggers (migration 0004).
+pub async fn auth_epoch(pool: &SqlitePool) -> Result<i64, DbError> {
+    let epoch = sqlx::query_scalar("SELECT epoch FROM auth_epoch WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    Ok(epoch)
+}
+
 /// Checks that the database answers.
 pub async fn ping(pool: &SqlitePool) -> Result<(), DbError> {
     sqlx::query("SELECT 1").execute(pool).await?;
@@ -196,10 +205,14 @@ mod tests {
                 PendingMigration {
                     version: 3,
                     description: "usage".to_owned()
+                },
+                PendingMigration {
+                    version: 4,
+                    description: "auth epoch".to_owned()
                 }
             ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 3);
+        assert_eq!(migrate(&pool).await.unwrap(), 4);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
@@ -231,17 +244,31 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&pool).await.unwrap(), 2);
+        assert_eq!(migrate(&pool).await.unwrap(), 3);
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
             .fetch_one(&pool)
             .await
             .unwrap();
         assert_eq!(keys, 1);
-        // Any tier name now; deleting the user still cascades to the keys.
+        assert_eq!(auth_epoch(&pool).await.unwrap(), 0);
+        // Using a key does not move the auth epoch; revoking it does.
+        sqlx::query("UPDATE api_keys SET last_used_at = '2026-01-02T00:00:00Z'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(auth_epoch(&pool).await.unwrap(), 0);
+        sqlx::query("UPDATE api_keys SET revoked_at = '2026-01-02T00:00:00Z'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(auth_epoch(&pool).await.unwrap(), 1);
+        // Any tier name now (and a change moves the epoch); deleting the user still
+        // cascades to the keys.
         sqlx::query("UPDATE users SET tier = 'team' WHERE id = 'u1'")
             .execute(&pool)
             .await
             .unwrap();
+        assert_eq!(auth_epoch(&pool).await.unwrap(), 2);
         sqlx::query("DELETE FROM users WHERE id = 'u1'")
             .execute(&pool)
             .await

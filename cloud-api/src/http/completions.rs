@@ -338,9 +338,12 @@ async fn admit<'a>(
     state
         .limiter
         .admit(&caller.user.id, policy, reserved, admitted_at)
-        .map_err(|rejection| AppError::RateLimited {
-            rejection,
-            tier: policy.name.clone(),
+        .map_err(|rejection| {
+            state.metrics.rate_limited(rejection.limit.key());
+            AppError::RateLimited {
+                rejection,
+                tier: policy.name.clone(),
+            }
         })?;
     Ok(Admitted {
         policy,
@@ -365,8 +368,12 @@ async fn complete(
         .complete_with_fallback(plan, request, plan.budget())
         .await
     {
-        Ok(routed) => routed,
+        Ok(routed) => {
+            state.metrics.provider_attempts(&routed.attempts);
+            routed
+        }
         Err(failure) => {
+            state.metrics.provider_attempts(&failure.attempts);
             record.provider = failure
                 .attempts
                 .last()
@@ -433,6 +440,11 @@ pub(super) fn account(
         u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
         Utc::now(),
     );
+    if let Some(provider) = &record.provider {
+        state
+            .metrics
+            .tokens(provider, usage.prompt_tokens, usage.completion_tokens);
+    }
     record.model = Some(completion.model.clone());
     record.prompt_tokens = usage.prompt_tokens;
     record.completion_tokens = usage.completion_tokens;

@@ -3,6 +3,7 @@
 mod completions;
 mod health;
 mod me;
+mod metrics;
 pub(crate) mod quota_headers;
 mod streaming;
 pub mod usage;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware::map_response_with_state;
+use axum::middleware::{from_fn_with_state, map_response_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,7 +31,8 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(me::router())
         .merge(completions::router())
-        .merge(usage::router());
+        .merge(usage::router())
+        .merge(metrics::router(&state));
     with_layers(routes, state)
 }
 
@@ -41,6 +43,9 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let max_body_bytes = limits.max_body_bytes;
     let request_timeout = Duration::from_millis(limits.request_timeout_ms);
     routes
+        // A route layer, so the matched route template is known; unmatched paths are
+        // answered by the fallback below and not counted.
+        .route_layer(from_fn_with_state(state.clone(), metrics::track))
         .fallback(handle_not_found)
         .method_not_allowed_fallback(handle_method_not_allowed)
         // axum's own limit (2 MB by default) would otherwise undercut the configured one.

@@ -54,8 +54,12 @@ pub(super) async fn start(
         .stream_with_fallback(plan, request, plan.budget())
         .await
     {
-        Ok(routed) => routed,
+        Ok(routed) => {
+            state.metrics.provider_attempts(&routed.attempts);
+            routed
+        }
         Err(failure) => {
+            state.metrics.provider_attempts(&failure.attempts);
             record.provider = failure
                 .attempts
                 .last()
@@ -180,11 +184,13 @@ impl Relay {
             &mut self.record,
         );
         self.record.latency_ms = self.started.elapsed().as_millis() as u64;
-        self.record.status = match &ending {
-            Ending::Complete => 200,
-            Ending::Failed(error) => error.status_code().as_u16(),
-            Ending::ClientGone => CLIENT_CLOSED,
+        let (status, name) = match &ending {
+            Ending::Complete => (200, "complete"),
+            Ending::Failed(error) => (error.status_code().as_u16(), "failed"),
+            Ending::ClientGone => (CLIENT_CLOSED, "client_closed"),
         };
+        self.record.status = status;
+        self.state.metrics.stream_ended(name);
         let recorded = self.state.usage.record(self.record.clone()).await;
         let last = match (ending, recorded) {
             (Ending::ClientGone, _) => {

@@ -58,6 +58,15 @@ impl TestApp {
         }
     }
 
+    /// The same database, user and key, served by `state` (another configuration).
+    pub fn with_state(self, state: AppState) -> TestApp {
+        TestApp {
+            router: tandem_cloud::app(state.clone()),
+            state,
+            ..self
+        }
+    }
+
     /// Sends a request through the router, without a socket.
     pub async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.router.clone().oneshot(request).await.unwrap();
