@@ -18,7 +18,7 @@ use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
 use crate::providers::ProviderCompletion;
-use crate::routing::{RoutePlan, Task};
+use crate::routing::{Attempt, RoutePlan, RoutingFailure, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
 use crate::usage::cost_usd;
@@ -363,34 +363,12 @@ async fn complete(
     record: &mut UsageRecord,
 ) -> Result<Response, AppError> {
     let plan = &admitted.plan;
-    let routed = match state
+    let routed = state
         .router
         .complete_with_fallback(plan, request, plan.budget())
         .await
-    {
-        Ok(routed) => {
-            state.metrics.provider_attempts(&routed.attempts);
-            routed
-        }
-        Err(failure) => {
-            state.metrics.provider_attempts(&failure.attempts);
-            record.provider = failure
-                .attempts
-                .last()
-                .map(|attempt| attempt.provider.clone());
-            state
-                .limiter
-                .refund(&caller.user.id, admitted.reserved, admitted.admitted_at);
-            return Err(failure.error.into());
-        }
-    };
-    if routed.attempts.len() > 1 {
-        tracing::info!(
-            attempts = routed.attempts.len(),
-            provider = %routed.provider,
-            "answered after falling back"
-        );
-    }
+        .map_err(|failure| routing_failed(state, caller, &admitted, record, failure))?;
+    note_routed(state, &routed.attempts, &routed.provider);
     record.provider = Some(routed.provider.clone());
     let usage = account(
         state,
@@ -416,6 +394,39 @@ async fn complete(
     let status = state.limiter.status(&caller.user.id, admitted.policy, now);
     quota_headers::insert(response.headers_mut(), &status, now);
     Ok(response)
+}
+
+/// Counts a routed request's attempts, and logs a fallback.
+pub(super) fn note_routed(state: &AppState, attempts: &[Attempt], provider: &str) {
+    state.metrics.provider_attempts(attempts);
+    if attempts.len() > 1 {
+        tracing::info!(
+            attempts = attempts.len(),
+            provider,
+            "answered after falling back"
+        );
+    }
+}
+
+/// No provider answered: counts the attempts, notes the last provider tried in `record`,
+/// and gives back what admission took (the user is not charged for the server's
+/// failure).
+pub(super) fn routing_failed(
+    state: &AppState,
+    caller: &AuthUser,
+    admitted: &Admitted<'_>,
+    record: &mut UsageRecord,
+    failure: RoutingFailure,
+) -> AppError {
+    state.metrics.provider_attempts(&failure.attempts);
+    record.provider = failure
+        .attempts
+        .last()
+        .map(|attempt| attempt.provider.clone());
+    state
+        .limiter
+        .refund(&caller.user.id, admitted.reserved, admitted.admitted_at);
+    failure.error.into()
 }
 
 /// Works out the answer's usage (the provider's counts, or estimates), settles the

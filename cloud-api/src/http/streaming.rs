@@ -22,7 +22,7 @@ use tandem_shared::{Choice, CompletionRequest, CompletionResponse, ErrorBody, Er
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::completions::{account, Admitted, Reservation};
+use super::completions::{account, note_routed, routing_failed, Admitted, Reservation};
 use super::quota_headers;
 use crate::db::usage::UsageRecord;
 use crate::error::AppError;
@@ -49,34 +49,12 @@ pub(super) async fn start(
 ) -> Result<Response, AppError> {
     let started = Instant::now();
     let plan = &admitted.plan;
-    let routed = match state
+    let routed = state
         .router
         .stream_with_fallback(plan, request, plan.budget())
         .await
-    {
-        Ok(routed) => {
-            state.metrics.provider_attempts(&routed.attempts);
-            routed
-        }
-        Err(failure) => {
-            state.metrics.provider_attempts(&failure.attempts);
-            record.provider = failure
-                .attempts
-                .last()
-                .map(|attempt| attempt.provider.clone());
-            state
-                .limiter
-                .refund(&caller.user.id, admitted.reserved, admitted.admitted_at);
-            return Err(failure.error.into());
-        }
-    };
-    if routed.attempts.len() > 1 {
-        tracing::info!(
-            attempts = routed.attempts.len(),
-            provider = %routed.provider,
-            "streaming after falling back"
-        );
-    }
+        .map_err(|failure| routing_failed(state, caller, &admitted, record, failure))?;
+    note_routed(state, &routed.attempts, &routed.provider);
     let mut record = record.clone();
     record.provider = Some(routed.provider.clone());
     let relay = Relay {

@@ -61,20 +61,31 @@ impl OpenAiProvider {
         (prompt, suffix, prompt::stop_sequences(request, self.family))
     }
 
+    fn completions_body<'a>(
+        &'a self,
+        request: &CompletionRequest,
+        prompt: &'a str,
+        suffix: Option<&'a str>,
+        stop: &'a [String],
+        stream: Option<StreamFlags>,
+    ) -> CompletionsRequest<'a> {
+        CompletionsRequest {
+            model: &self.model,
+            prompt,
+            suffix,
+            max_tokens: max_tokens(request),
+            temperature: temperature(request),
+            stop,
+            stream,
+        }
+    }
+
     async fn complete_text(
         &self,
         request: &CompletionRequest,
     ) -> Result<ProviderCompletion, ProviderError> {
         let (prompt, suffix, stop) = self.text_prompt(request);
-        let body = CompletionsRequest {
-            model: &self.model,
-            prompt: &prompt,
-            suffix: suffix.as_deref(),
-            max_tokens: max_tokens(request),
-            temperature: temperature(request),
-            stop: &stop,
-            stream: None,
-        };
+        let body = self.completions_body(request, &prompt, suffix.as_deref(), &stop, None);
         let response: CompletionsResponse = self
             .target
             .post_json(&self.url, &body, vendor_message)
@@ -149,15 +160,8 @@ impl OpenAiProvider {
         let response = match self.endpoint {
             OpenAiEndpoint::Completions => {
                 let (prompt, suffix, stop) = self.text_prompt(request);
-                let body = CompletionsRequest {
-                    model: &self.model,
-                    prompt: &prompt,
-                    suffix: suffix.as_deref(),
-                    max_tokens: max_tokens(request),
-                    temperature: temperature(request),
-                    stop: &stop,
-                    stream: Some(StreamFlags::WITH_USAGE),
-                };
+                let flags = Some(StreamFlags::WITH_USAGE);
+                let body = self.completions_body(request, &prompt, suffix.as_deref(), &stop, flags);
                 self.target
                     .post_stream(&self.url, &body, vendor_message)
                     .await?
