@@ -127,6 +127,14 @@ pub enum AppError {
     /// The whole request took longer than `limits.request_timeout_ms`.
     #[error("request took longer than the server's limit")]
     RequestTimeout,
+    /// Explanations, code actions and questions need a model that holds a conversation,
+    /// and the only providers configured (the built-in `local` one) complete code.
+    #[error(
+        "no provider configured on this server can answer explanations, code actions or \
+         questions: the built-in `local` provider only completes code; an administrator can \
+         add a model provider (`[[providers]]`, e.g. Ollama) to the server's configuration"
+    )]
+    NoChatProvider,
     /// A bug or unexpected failure; the cause is logged, the client sees "internal error".
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -156,7 +164,7 @@ impl AppError {
             AppError::RateLimited { .. } => ErrorCode::RateLimited,
             AppError::Provider(error) => error.code(),
             // The shared code for "the service is not ready" (see ErrorCode's docs).
-            AppError::NotReady { .. } => ErrorCode::ProviderUnavailable,
+            AppError::NotReady { .. } | AppError::NoChatProvider => ErrorCode::ProviderUnavailable,
             AppError::RequestTimeout => ErrorCode::ProviderTimeout,
             AppError::Internal(_) => ErrorCode::Internal,
         }

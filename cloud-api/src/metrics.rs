@@ -232,6 +232,7 @@ impl Metrics {
                 AttemptOutcome::OutOfBudget => "out_of_budget".to_owned(),
                 AttemptOutcome::InvalidResponse => "invalid_response".to_owned(),
                 AttemptOutcome::Skipped => "skipped".to_owned(),
+                AttemptOutcome::Unsupported => "unsupported".to_owned(),
             };
             self.provider_attempts
                 .get_or_create(&AttemptLabels {

@@ -9,86 +9,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::{completion_body, TestApp, PROVIDER_KEY_ENV};
+use common::{completion_body, fixture_provider, joined_deltas, read_events, TestApp};
 use futures::StreamExt;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tandem_e2e::ProviderFixture;
-use tower::ServiceExt;
-
-/// `[[providers]]` for `fixture` as a provider named `name` of `kind`; `endpoint` is the
-/// OpenAI endpoint (`completions` or `chat`), ignored for the other kinds.
-fn provider(name: &str, kind: &str, fixture: &ProviderFixture, endpoint: &str) -> String {
-    let (base_url, extra) = match kind {
-        "ollama" => (fixture.url().to_owned(), String::new()),
-        "openai" => (
-            fixture.openai_base_url(),
-            format!("endpoint = \"{endpoint}\"\n"),
-        ),
-        _ => (
-            fixture.vendor_root_url().to_owned(),
-            format!("api_key_env = \"{PROVIDER_KEY_ENV}\"\n"),
-        ),
-    };
-    format!(
-        "[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\n\
-         model = \"model-{name}\"\n{extra}"
-    )
-}
 
 fn stream_body() -> Value {
     let mut body = completion_body();
     body["stream"] = json!(true);
     body
-}
-
-/// Sends a streamed completion request; returns the response unread.
-async fn send(app: &TestApp, body: Value) -> axum::response::Response {
-    app.router
-        .clone()
-        .oneshot(
-            Request::post("/v1/completions")
-                .header("authorization", format!("Bearer {}", app.key))
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-}
-
-/// The (event, data) pairs of a whole event stream.
-fn events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .filter_map(|block| {
-            let mut name = "message".to_owned();
-            let mut data = None;
-            for line in block.lines() {
-                if let Some(value) = line.strip_prefix("event: ") {
-                    name = value.to_owned();
-                } else if let Some(value) = line.strip_prefix("data: ") {
-                    data = Some(serde_json::from_str(value).unwrap());
-                }
-            }
-            // Keep-alive comments carry no data.
-            Some((name, data?))
-        })
-        .collect()
-}
-
-async fn read_events(response: axum::response::Response) -> Vec<(String, Value)> {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    events(std::str::from_utf8(&bytes).unwrap())
-}
-
-/// The deltas' text joined.
-fn joined(events: &[(String, Value)]) -> String {
-    events
-        .iter()
-        .filter(|(name, _)| name == "delta")
-        .map(|(_, data)| data["text"].as_str().unwrap())
-        .collect()
 }
 
 /// The usage row of `request_id`: (status, provider, prompt, completion tokens).
@@ -143,8 +72,8 @@ async fn every_vendor_streams_deltas_then_the_recorded_answer() {
     for (kind, endpoint, reply, expected) in cases {
         let fixture = ProviderFixture::start().await.unwrap();
         fixture.reply_with_text(reply);
-        let app = TestApp::new(&provider("vendor", kind, &fixture, endpoint)).await;
-        let response = send(&app, stream_body()).await;
+        let app = TestApp::new(&fixture_provider("vendor", kind, &fixture, endpoint)).await;
+        let response = app.post_unread("/v1/completions", &stream_body()).await;
         assert_eq!(response.status(), 200, "{kind}/{endpoint}");
         let headers = response.headers().clone();
         assert_eq!(headers["content-type"], "text/event-stream", "{kind}");
@@ -153,7 +82,7 @@ async fn every_vendor_streams_deltas_then_the_recorded_answer() {
 
         let deltas = events.iter().filter(|(name, _)| name == "delta").count();
         assert!(deltas >= 2, "{kind}/{endpoint}: pieces as sent, {events:?}");
-        assert_eq!(joined(&events), expected, "{kind}/{endpoint}");
+        assert_eq!(joined_deltas(&events), expected, "{kind}/{endpoint}");
         let (last, done) = events.last().unwrap();
         assert_eq!(last, "done", "{kind}/{endpoint}: {events:?}");
         assert_eq!(done["choices"][0]["text"], expected);
@@ -199,12 +128,12 @@ async fn a_vendor_failing_before_any_text_is_replaced_by_the_next() {
     second.reply_with_text("from the second");
     let config = format!(
         "{}{}",
-        provider("first", "anthropic", &first, ""),
-        provider("second", "ollama", &second, "")
+        fixture_provider("first", "anthropic", &first, ""),
+        fixture_provider("second", "ollama", &second, "")
     );
     let app = TestApp::new(&config).await;
-    let events = read_events(send(&app, stream_body()).await).await;
-    assert_eq!(joined(&events), "from the second");
+    let events = read_events(app.post_unread("/v1/completions", &stream_body()).await).await;
+    assert_eq!(joined_deltas(&events), "from the second");
     let (last, done) = events.last().unwrap();
     assert_eq!(
         (last.as_str(), &done["provider"]),
@@ -214,7 +143,7 @@ async fn a_vendor_failing_before_any_text_is_replaced_by_the_next() {
 
     // Every vendor failing before the stream starts is a plain JSON error.
     second.fail_with(503);
-    let response = send(&app, stream_body()).await;
+    let response = app.post_unread("/v1/completions", &stream_body()).await;
     // The last vendor's 503 is a provider error (502) to the client.
     assert_eq!(response.status(), 502);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -237,12 +166,12 @@ async fn a_stream_broken_after_text_ends_with_an_error_event() {
         broken.break_streams_after(6);
         let config = format!(
             "{}{}",
-            provider("broken", kind, &broken, ""),
-            provider("spare", "ollama", &spare, "")
+            fixture_provider("broken", kind, &broken, ""),
+            fixture_provider("spare", "ollama", &spare, "")
         );
         let app = TestApp::new(&config).await;
-        let events = read_events(send(&app, stream_body()).await).await;
-        let text = joined(&events);
+        let events = read_events(app.post_unread("/v1/completions", &stream_body()).await).await;
+        let text = joined_deltas(&events);
         assert!(!text.is_empty() && text.len() < 64, "{kind}: {events:?}");
         let (last, error) = events.last().unwrap();
         assert_eq!(last, "error", "{kind}: {events:?}");
@@ -261,8 +190,8 @@ async fn a_client_that_hangs_up_closes_the_vendor_stream() {
     let fixture = ProviderFixture::start().await.unwrap();
     fixture.reply_with_text("x".repeat(400));
     fixture.set_chunk_delay(Duration::from_millis(20));
-    let app = TestApp::new(&provider("slow", "openai", &fixture, "completions")).await;
-    let response = send(&app, stream_body()).await;
+    let app = TestApp::new(&fixture_provider("slow", "openai", &fixture, "completions")).await;
+    let response = app.post_unread("/v1/completions", &stream_body()).await;
     assert_eq!(response.status(), 200);
     let mut body = response.into_body().into_data_stream();
     let first = body.next().await.unwrap().unwrap();

@@ -4,6 +4,7 @@
 //! can use it without pulling in tokio, axum or tower-lsp.
 
 pub mod api;
+pub mod chat;
 pub mod error;
 pub mod inline_completion;
 pub mod stream;
@@ -14,6 +15,7 @@ pub use api::{
     Choice, CodeContext, CompletionRequest, CompletionResponse, MeResponse, QuotaInfo, Snippet,
     TierLimitsInfo, Usage, UsageGroupInfo, UsageResponse, UserInfo,
 };
+pub use chat::{ChatDiagnostic, ChatRequest, ChatResponse, ChatTask, RetryNote};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use tier::Tier;
 

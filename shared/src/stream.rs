@@ -2,7 +2,8 @@
 //!
 //! A stream is zero or more [`EVENT_DELTA`] events, each a [`Delta`] carrying text to
 //! append, then exactly one final event: [`EVENT_DONE`] with the whole answer as a
-//! [`CompletionResponse`](crate::CompletionResponse) (its text is the deltas joined, and
+//! [`CompletionResponse`](crate::CompletionResponse) (from `/v1/completions`) or a
+//! [`ChatResponse`](crate::ChatResponse) (from `/v1/chat`) (its text is the deltas joined, and
 //! its usage was recorded before the event was sent), or [`EVENT_ERROR`] with an
 //! [`ErrorBody`](crate::ErrorBody) when the answer broke off. A stream that ends without
 //! either was cut by the network. Errors found before the first delta (authentication,

@@ -2,7 +2,7 @@
 //! formats.
 //!
 //! The cloud is pointed at this server instead of a real vendor. It answers
-//! `POST /api/generate` (Ollama), `POST /v1/completions` and `POST /v1/chat/completions`
+//! `POST /api/generate` and `POST /api/chat` (Ollama), `POST /v1/completions` and `POST /v1/chat/completions`
 //! (OpenAI and compatible servers), `POST /v1/messages` (Anthropic) and
 //! `POST /v1beta/models/{model}:generateContent` / `:streamGenerateContent` (Gemini) with
 //! the vendors' exact response and error shapes, streaming included, and records every
@@ -75,6 +75,50 @@ impl RecordedRequest {
     /// `suffix` of an Ollama or OpenAI completions request: the text after the cursor.
     pub fn suffix(&self) -> Option<&str> {
         self.body.get("suffix").and_then(Value::as_str)
+    }
+
+    /// The conversation's turns other than the system prompt, as `(role, text)` in order,
+    /// whatever the vendor format: `messages` (OpenAI, Ollama, Anthropic; a content array
+    /// counts its text blocks) or Gemini's `contents` (whose `model` role is reported as
+    /// `assistant`).
+    pub fn turns(&self) -> Vec<(String, String)> {
+        let text_of = |content: &Value| -> String {
+            match content {
+                Value::String(text) => text.clone(),
+                Value::Array(blocks) => blocks
+                    .iter()
+                    .filter_map(|block| block.get("text")?.as_str())
+                    .collect(),
+                _ => String::new(),
+            }
+        };
+        if let Some(messages) = self.body.get("messages").and_then(Value::as_array) {
+            return messages
+                .iter()
+                .filter_map(|message| {
+                    let role = message.get("role")?.as_str()?;
+                    (role != "system").then(|| {
+                        (
+                            role.to_owned(),
+                            text_of(message.get("content").unwrap_or(&Value::Null)),
+                        )
+                    })
+                })
+                .collect();
+        }
+        let contents = self.body.get("contents").and_then(Value::as_array);
+        contents
+            .into_iter()
+            .flatten()
+            .map(|content| {
+                let role = match content.get("role").and_then(Value::as_str) {
+                    Some("model") => "assistant",
+                    _ => "user",
+                };
+                let text = content.get("parts").map(text_of).unwrap_or_default();
+                (role.to_owned(), text)
+            })
+            .collect()
     }
 
     /// Content of the last `user` message of a chat request (OpenAI or Anthropic): the
@@ -396,6 +440,7 @@ impl ProviderFixture {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Api {
     OllamaGenerate,
+    OllamaChat,
     OpenAiCompletions,
     OpenAiChat,
     AnthropicMessages,
@@ -450,6 +495,7 @@ async fn handle(
 
     let api = match (method.as_str(), uri.path(), gemini_method(uri.path())) {
         ("POST", "/api/generate", _) => Api::OllamaGenerate,
+        ("POST", "/api/chat", _) => Api::OllamaChat,
         ("POST", "/v1/completions", _) => Api::OpenAiCompletions,
         ("POST", "/v1/chat/completions", _) => Api::OpenAiChat,
         ("POST", "/v1/messages", _) => Api::AnthropicMessages,
@@ -507,6 +553,8 @@ async fn handle(
     match (api, request.wants_stream()) {
         (Api::OllamaGenerate, false) => ollama_generate(&reply),
         (Api::OllamaGenerate, true) => ollama_generate_stream(&reply),
+        (Api::OllamaChat, false) => ollama_chat(&reply),
+        (Api::OllamaChat, true) => ollama_chat_stream(&reply),
         (Api::OpenAiCompletions, false) => openai_completions(&reply),
         (Api::OpenAiCompletions, true) => openai_completions_stream(&reply),
         (Api::OpenAiChat, false) => openai_chat(&reply),
@@ -665,6 +713,41 @@ fn ollama_generate_stream(reply: &ReplyParts) -> Response {
         })
         .collect();
     lines.push(format!("{}\n", ollama_final(reply, "")));
+    streamed("application/x-ndjson", lines, reply)
+}
+
+/// `/api/chat` answers: `/api/generate`'s, with the text in `message` instead of
+/// `response`.
+fn ollama_chat_final(reply: &ReplyParts, text: &str) -> Value {
+    let mut value = ollama_final(reply, text);
+    if let Some(object) = value.as_object_mut() {
+        object.remove("response");
+        object.insert(
+            "message".to_owned(),
+            json!({ "role": "assistant", "content": text }),
+        );
+    }
+    value
+}
+
+fn ollama_chat(reply: &ReplyParts) -> Response {
+    json_response(StatusCode::OK, &ollama_chat_final(reply, &reply.text))
+}
+
+fn ollama_chat_stream(reply: &ReplyParts) -> Response {
+    let mut lines: Vec<String> = chunks(&reply.text)
+        .into_iter()
+        .map(|chunk| {
+            let line = json!({
+                "model": reply.model,
+                "created_at": OLLAMA_CREATED_AT,
+                "message": { "role": "assistant", "content": chunk },
+                "done": false,
+            });
+            format!("{line}\n")
+        })
+        .collect();
+    lines.push(format!("{}\n", ollama_chat_final(reply, "")));
     streamed("application/x-ndjson", lines, reply)
 }
 
@@ -962,7 +1045,7 @@ fn vendor_error(api: Api, status: u16, detail: &str, retry_after: Option<Duratio
         }
     };
     let body = match api {
-        Api::OllamaGenerate => {
+        Api::OllamaGenerate | Api::OllamaChat => {
             let message = match status {
                 _ if !detail.is_empty() => detail.to_owned(),
                 404 => "model \"fixture\" not found, try pulling it first".to_owned(),
@@ -1130,6 +1213,44 @@ mod tests {
         assert_eq!(requests[0].prompt(), Some("p"));
         assert_eq!(requests[0].suffix(), Some("s"));
         assert_eq!(requests[0].header("Authorization"), Some("Bearer sk-test"));
+    }
+
+    #[tokio::test]
+    async fn ollama_chat_plain_and_streamed() {
+        let fixture = ProviderFixture::start().await.unwrap();
+        fixture.reply_with_text("It adds, then returns.");
+        let messages = json!([
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "explain"},
+        ]);
+        let body = json!({"model": "m", "messages": messages, "stream": false});
+        let response = post(format!("{}/api/chat", fixture.url()), body).await;
+        assert_eq!(response.status(), 200);
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["message"]["role"], "assistant");
+        assert_eq!(value["message"]["content"], "It adds, then returns.");
+        assert!(value.get("response").is_none());
+        assert_eq!(value["done"], true);
+
+        let body = json!({"model": "m", "messages": messages, "stream": true});
+        let response = post(format!("{}/api/chat", fixture.url()), body).await;
+        assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+        let text = response.text().await.unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let joined: String = lines
+            .iter()
+            .map(|line| line["message"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(joined, "It adds, then returns.");
+        assert_eq!(lines.last().unwrap()["done"], true);
+        assert!(lines.last().unwrap()["eval_count"].as_u64().unwrap() > 0);
+
+        let requests = fixture.requests();
+        assert_eq!(requests[0].chat_user_content(), Some("explain"));
+        assert_eq!(requests[0].system_prompt(), Some("be brief"));
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
 use crate::providers::ProviderCompletion;
-use crate::routing::{Attempt, RoutePlan, RoutingFailure, Task};
+use crate::routing::{Attempt, RoutePlan, RoutingFailure, StreamRequest, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
 use crate::usage::cost_usd;
@@ -44,34 +44,9 @@ pub(crate) fn router() -> Router<AppState> {
 
 impl Validate for CompletionRequest {
     fn validate(&self) -> Result<(), String> {
-        let language = self.language.trim();
-        if language.is_empty() {
-            return Err("`language` must not be empty".to_owned());
-        }
-        if language.chars().count() > MAX_LANGUAGE_CHARS
-            || language
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(format!(
-                "`language` must be an LSP language id (at most {MAX_LANGUAGE_CHARS} characters, no spaces)"
-            ));
-        }
+        validate_language(&self.language)?;
         validate_path("`path`", &self.path)?;
-        if let Some(max_tokens) = self.max_tokens {
-            if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
-                return Err(format!(
-                    "`max_tokens` must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}"
-                ));
-            }
-        }
-        if let Some(temperature) = self.temperature {
-            if !(0.0..=2.0).contains(&temperature) {
-                return Err(format!(
-                    "`temperature` must be between 0 and 2, got {temperature}"
-                ));
-            }
-        }
+        validate_sampling(self.max_tokens, self.temperature)?;
         if self.stop.len() > MAX_STOP_SEQUENCES {
             return Err(format!(
                 "`stop` may hold at most {MAX_STOP_SEQUENCES} sequences, got {}",
@@ -92,9 +67,49 @@ impl Validate for CompletionRequest {
     }
 }
 
+/// An LSP language id: not empty, bounded, no spaces.
+pub(super) fn validate_language(language: &str) -> Result<(), String> {
+    let language = language.trim();
+    if language.is_empty() {
+        return Err("`language` must not be empty".to_owned());
+    }
+    if language.chars().count() > MAX_LANGUAGE_CHARS
+        || language
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "`language` must be an LSP language id (at most {MAX_LANGUAGE_CHARS} characters, no spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// `max_tokens` and `temperature` within what every provider accepts.
+pub(super) fn validate_sampling(
+    max_tokens: Option<u32>,
+    temperature: Option<f32>,
+) -> Result<(), String> {
+    if let Some(max_tokens) = max_tokens {
+        if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
+            return Err(format!(
+                "`max_tokens` must be between 1 and {MAX_TOKENS_LIMIT}, got {max_tokens}"
+            ));
+        }
+    }
+    if let Some(temperature) = temperature {
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(format!(
+                "`temperature` must be between 0 and 2, got {temperature}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Bounded lists, no NUL (it ends strings in some model servers and is never code), and
 /// snippet paths held to the same rules as `path`.
-fn validate_context(context: &CodeContext) -> Result<(), String> {
+pub(super) fn validate_context(context: &CodeContext) -> Result<(), String> {
     let lines = [
         ("context.scopes", &context.scopes),
         ("context.imports", &context.imports),
@@ -129,7 +144,7 @@ fn check_count(field: &str, count: usize, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_no_nul(field: &str, text: &str) -> Result<(), String> {
+pub(super) fn check_no_nul(field: &str, text: &str) -> Result<(), String> {
     if text.contains('\0') {
         return Err(format!("{field} must not contain NUL characters"));
     }
@@ -139,7 +154,7 @@ fn check_no_nul(field: &str, text: &str) -> Result<(), String> {
 /// Paths are workspace-relative and `/`-separated; anything that could name a file
 /// outside the workspace is refused. An empty path (an unsaved buffer) is allowed.
 /// `field` is the name used in messages, quoted: `` `path` ``.
-fn validate_path(field: &str, path: &str) -> Result<(), String> {
+pub(super) fn validate_path(field: &str, path: &str) -> Result<(), String> {
     if path.chars().count() > MAX_PATH_CHARS {
         return Err(format!(
             "{field} must be at most {MAX_PATH_CHARS} characters"
@@ -187,8 +202,8 @@ fn check_context_budget(request_tokens: u32, policy: &TierPolicy) -> Result<(), 
 }
 
 /// The tier's file-size limit, for clients that say how large the document is.
-fn check_file_size(request: &CompletionRequest, policy: &TierPolicy) -> Result<(), AppError> {
-    match request.file_size {
+fn check_file_size(file_size: Option<u64>, policy: &TierPolicy) -> Result<(), AppError> {
+    match file_size {
         Some(size) if size > policy.max_file_size_bytes() => Err(AppError::FileTooLarge {
             size,
             limit_mb: policy.max_file_size_mb,
@@ -217,11 +232,14 @@ pub(crate) fn require_feature(
     })
 }
 
-/// The providers that answer this tier's completions, in order of preference: its
-/// `[routing.<tier>]` list, or the providers it may use in configuration order.
-fn plan_route(state: &AppState, policy: &TierPolicy) -> Result<RoutePlan, AppError> {
-    if let Some(plan) = state.router.plan(policy, Task::Completion) {
+/// The providers that answer this tier's requests for `task`, in order of preference:
+/// its `[routing.<tier>]` list, or the providers it may use in configuration order.
+fn plan_route(state: &AppState, policy: &TierPolicy, task: Task) -> Result<RoutePlan, AppError> {
+    if let Some(plan) = state.router.plan(policy, task) {
         return Ok(plan);
+    }
+    if task == Task::Chat && !state.providers.iter().any(|provider| provider.can_chat()) {
+        return Err(AppError::NoChatProvider);
     }
     // Name a tier that could use one of the configured providers.
     let required_tier = state.providers.iter().find_map(|provider| {
@@ -243,24 +261,31 @@ async fn handle_completions(
     ValidJson(request): ValidJson<CompletionRequest>,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    let mut record = UsageRecord {
-        request_id: format!("cmpl-{}", uuid::Uuid::new_v4()),
-        user_id: caller.user.id.clone(),
-        key_id: caller.key_id.clone(),
-        endpoint: ENDPOINT.to_owned(),
-        task: Feature::InlineCompletion.as_str().to_owned(),
-        provider: None,
-        model: None,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        latency_ms: 0,
-        status: 200,
-        cost_usd: 0.0,
-        created_at: Utc::now(),
+    let mut record = usage_record(
+        &caller,
+        format!("cmpl-{}", uuid::Uuid::new_v4()),
+        ENDPOINT,
+        Feature::InlineCompletion.as_str(),
+    );
+    let ask = Ask {
+        feature: Feature::InlineCompletion,
+        request_tokens: estimated_prompt_tokens(&request),
+        file_size: request.file_size,
     };
-    let result = match admit(&state, &caller, &request).await {
+    let result = match admit(&state, &caller, ask).await {
         Ok(admitted) if request.stream => {
-            match streaming::start(&state, &caller, &request, admitted, &mut record).await {
+            let answer = streaming::Answer::Completion;
+            let stream_request = StreamRequest::Completion(&request);
+            match streaming::start(
+                &state,
+                &caller,
+                stream_request,
+                answer,
+                admitted,
+                &mut record,
+            )
+            .await
+            {
                 // The stream records its usage when it ends.
                 Ok(response) => return Ok(response),
                 Err(error) => Err(error),
@@ -269,12 +294,46 @@ async fn handle_completions(
         Ok(admitted) => complete(&state, &caller, &request, admitted, &mut record).await,
         Err(error) => Err(error),
     };
+    settle(&state, record, started, result).await
+}
+
+/// The usage record of a request to `endpoint`, before anything is known of its answer.
+pub(super) fn usage_record(
+    caller: &AuthUser,
+    request_id: String,
+    endpoint: &str,
+    task: &str,
+) -> UsageRecord {
+    UsageRecord {
+        request_id,
+        user_id: caller.user.id.clone(),
+        key_id: caller.key_id.clone(),
+        endpoint: endpoint.to_owned(),
+        task: task.to_owned(),
+        provider: None,
+        model: None,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        latency_ms: 0,
+        status: 200,
+        cost_usd: 0.0,
+        created_at: Utc::now(),
+    }
+}
+
+/// Commits `record` with the answer's status and latency, then lets the answer go:
+/// durable before it leaves, so an answered request is always accounted for.
+pub(super) async fn settle(
+    state: &AppState,
+    mut record: UsageRecord,
+    started: Instant,
+    result: Result<Response, AppError>,
+) -> Result<Response, AppError> {
     record.latency_ms = started.elapsed().as_millis() as u64;
     record.status = match &result {
         Ok(_) => 200,
         Err(error) => error.status_code().as_u16(),
     };
-    // Durable before the answer leaves: an answered request is always accounted for.
     state
         .usage
         .record(record)
@@ -318,19 +377,29 @@ pub(super) struct Reservation {
     pub reserved: u64,
 }
 
-/// Checks the request against the caller's tier (feature, context, file size, providers)
+/// What admission checks a request by.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ask {
+    pub feature: Feature,
+    /// The estimated prompt size ([`CompletionRequest::estimated_tokens`] and the like).
+    pub request_tokens: u32,
+    /// The document's size, when the client says it.
+    pub file_size: Option<u64>,
+}
+
+/// Checks a request against the caller's tier (feature, context, file size, providers)
 /// and counts it against their limits.
-async fn admit<'a>(
+pub(super) async fn admit<'a>(
     state: &'a AppState,
     caller: &AuthUser,
-    request: &CompletionRequest,
+    ask: Ask,
 ) -> Result<Admitted<'a>, AppError> {
     let policy = state.policy(&caller.user.tier)?;
-    require_feature(state, policy, Feature::InlineCompletion)?;
-    let request_tokens = estimated_prompt_tokens(request);
+    require_feature(state, policy, ask.feature)?;
+    let request_tokens = ask.request_tokens;
     check_context_budget(request_tokens, policy)?;
-    check_file_size(request, policy)?;
-    let plan = plan_route(state, policy)?;
+    check_file_size(ask.file_size, policy)?;
+    let plan = plan_route(state, policy, Task::for_feature(ask.feature))?;
 
     let admitted_at = Utc::now();
     let reserved = u64::from(request_tokens);
@@ -690,12 +759,9 @@ mod tests {
             .get(&tandem_shared::Tier::free())
             .unwrap()
             .clone();
-        let mut request = request();
-        check_file_size(&request, &policy).unwrap();
-        request.file_size = Some(1024 * 1024);
-        check_file_size(&request, &policy).unwrap();
-        request.file_size = Some(1024 * 1024 + 1);
-        let error = check_file_size(&request, &policy).unwrap_err();
+        check_file_size(None, &policy).unwrap();
+        check_file_size(Some(1024 * 1024), &policy).unwrap();
+        let error = check_file_size(Some(1024 * 1024 + 1), &policy).unwrap_err();
         assert_eq!(
             error.status_code(),
             axum::http::StatusCode::PAYLOAD_TOO_LARGE

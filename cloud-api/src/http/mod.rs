@@ -1,5 +1,6 @@
 //! The HTTP API: [`app`] assembles the feature routers and the layers around them.
 
+mod chat;
 mod completions;
 mod health;
 mod me;
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(me::router())
         .merge(completions::router())
+        .merge(chat::router())
         .merge(usage::router())
         .merge(metrics::router(&state));
     with_layers(routes, state)

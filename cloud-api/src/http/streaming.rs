@@ -1,5 +1,5 @@
-//! `POST /v1/completions` with `"stream": true`: the answer as server-sent events
-//! ([`tandem_shared::stream`]).
+//! `POST /v1/completions` and `POST /v1/chat` with `"stream": true`: the answer as
+//! server-sent events ([`tandem_shared::stream`]).
 //!
 //! The response starts only once a provider has sent its first text, so until then a
 //! failing provider is replaced by the next one and errors are ordinary JSON answers.
@@ -18,7 +18,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
 use tandem_shared::stream::{Delta, EVENT_DELTA, EVENT_DONE, EVENT_ERROR};
-use tandem_shared::{Choice, CompletionRequest, CompletionResponse, ErrorBody, ErrorCode};
+use tandem_shared::{ChatResponse, ChatTask, Choice, CompletionResponse, ErrorBody, ErrorCode};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -28,7 +28,7 @@ use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::AuthUser;
 use crate::providers::stream::StreamTotals;
-use crate::routing::RoutedStream;
+use crate::routing::{RoutedStream, StreamRequest};
 use crate::state::AppState;
 
 /// Events waiting for a slow client before the provider's stream is no longer read.
@@ -43,7 +43,8 @@ const CLIENT_CLOSED: u16 = 499;
 pub(super) async fn start(
     state: &AppState,
     caller: &AuthUser,
-    request: &CompletionRequest,
+    request: StreamRequest<'_>,
+    answer: Answer,
     admitted: Admitted<'_>,
     record: &mut UsageRecord,
 ) -> Result<Response, AppError> {
@@ -64,6 +65,7 @@ pub(super) async fn start(
         record,
         default_model: default_model(state, &routed.provider),
         started,
+        answer,
     };
     let (events, receiver) = mpsc::channel(CHANNEL_EVENTS);
     tokio::spawn(
@@ -99,8 +101,18 @@ fn default_model(state: &AppState, provider: &str) -> String {
         .map_or_else(String::new, |provider| provider.model().to_owned())
 }
 
+/// Which endpoint's answer the final event carries.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Answer {
+    /// A [`CompletionResponse`] (`/v1/completions`).
+    Completion,
+    /// A [`ChatResponse`] for this task (`/v1/chat`).
+    Chat(ChatTask),
+}
+
 /// Relays one answer from the provider to the client and accounts for it.
 struct Relay {
+    answer: Answer,
     state: AppState,
     caller: AuthUser,
     reservation: Reservation,
@@ -183,20 +195,37 @@ impl Relay {
                 error_event(&error)
             }
             (Ending::Failed(error), Ok(())) => error_event(&error),
-            (Ending::Complete, Ok(())) => event(
-                EVENT_DONE,
-                &CompletionResponse {
-                    id: self.record.request_id.clone(),
-                    choices: vec![Choice {
-                        index: 0,
-                        text: completion.text,
-                        finish_reason: completion.finish_reason,
-                    }],
-                    provider,
-                    model: completion.model,
-                    usage,
-                },
-            ),
+            (Ending::Complete, Ok(())) => {
+                let id = self.record.request_id.clone();
+                match self.answer {
+                    Answer::Completion => event(
+                        EVENT_DONE,
+                        &CompletionResponse {
+                            id,
+                            choices: vec![Choice {
+                                index: 0,
+                                text: completion.text,
+                                finish_reason: completion.finish_reason,
+                            }],
+                            provider,
+                            model: completion.model,
+                            usage,
+                        },
+                    ),
+                    Answer::Chat(task) => event(
+                        EVENT_DONE,
+                        &ChatResponse {
+                            id,
+                            task,
+                            text: completion.text,
+                            finish_reason: completion.finish_reason,
+                            provider,
+                            model: completion.model,
+                            usage,
+                        },
+                    ),
+                }
+            }
         };
         // The client may be gone by now; the record is written either way.
         let _ = events.send(last).await;

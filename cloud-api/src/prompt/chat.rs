@@ -4,6 +4,8 @@
 
 use tandem_shared::CompletionRequest;
 
+use crate::providers::{max_tokens, temperature, ChatPrompt, Turn};
+
 /// Marks the cursor in the user message.
 pub const HOLE_MARKER: &str = "<FILL_HERE>";
 
@@ -31,10 +33,34 @@ pub fn user_prompt(request: &CompletionRequest) -> String {
     )
 }
 
+/// The conversation asking a chat model to fill the hole at the cursor.
+pub fn completion_prompt(request: &CompletionRequest) -> ChatPrompt {
+    ChatPrompt {
+        system: SYSTEM_PROMPT.to_owned(),
+        turns: vec![Turn::user(user_prompt(request))],
+        max_tokens: max_tokens(request),
+        temperature: temperature(request),
+        stop: request.stop.clone(),
+        bare_code: true,
+    }
+}
+
 /// Chat models wrap code in markdown fences or echo the marker despite being told not to;
 /// the editor must get bare text.
-pub fn clean_answer(content: &str) -> String {
+#[cfg(test)]
+fn clean_answer(content: &str) -> String {
     clean(content, true, true, &[]).text
+}
+
+/// Cleans a whole chat answer: with `bare_code`, fences and hole markers go (as in
+/// [`AnswerCleaner`]); then it is cut at the first of `stops`. Whether it was cut.
+pub fn finish_answer(raw: &str, bare_code: bool, stops: &[String]) -> (String, bool) {
+    if !bare_code && stops.is_empty() {
+        // Prose keeps its fences, and nothing else needs doing.
+        return (raw.to_owned(), false);
+    }
+    let cleaned = clean(raw, true, bare_code, stops);
+    (cleaned.text, cleaned.stopped)
 }
 
 /// Opens and closes a markdown code block.

@@ -10,6 +10,7 @@
 pub mod chat;
 mod comment;
 mod parts;
+pub mod tasks;
 #[cfg(test)]
 mod tests;
 

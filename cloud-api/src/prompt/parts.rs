@@ -1,7 +1,7 @@
 //! The pieces every template is assembled from: other files' snippets as file blocks,
 //! and the current file's imports and scope signatures that the prefix lost to its budget.
 
-use tandem_shared::{CompletionRequest, Snippet};
+use tandem_shared::{CodeContext, CompletionRequest, Snippet};
 
 use super::comment::CommentSyntax;
 
@@ -39,7 +39,21 @@ pub(crate) fn display_path(path: &str) -> &str {
 }
 
 pub(crate) fn collect(request: &CompletionRequest) -> Parts<'_> {
-    let context = &request.context;
+    collect_around(
+        &request.context,
+        &request.prefix,
+        &request.suffix,
+        &request.path,
+    )
+}
+
+/// [`collect`] for any request with a context around a prefix and a suffix.
+pub(crate) fn collect_around<'a>(
+    context: &'a CodeContext,
+    prefix: &str,
+    suffix: &str,
+    path: &'a str,
+) -> Parts<'a> {
     // Lists arrive most useful first; definitions matter most, recent edits least. The
     // prompt reads in the opposite order so that the best snippet is nearest the cursor.
     let ordered = context
@@ -50,7 +64,7 @@ pub(crate) fn collect(request: &CompletionRequest) -> Parts<'_> {
         .chain(context.definitions.iter().rev());
     let mut files: Vec<FileBlock<'_>> = Vec::new();
     for snippet in ordered {
-        if let Some(block) = file_block(request, snippet) {
+        if let Some(block) = file_block(prefix, suffix, snippet) {
             // The same region can be both a definition and a similar snippet.
             if !files
                 .iter()
@@ -64,7 +78,7 @@ pub(crate) fn collect(request: &CompletionRequest) -> Parts<'_> {
     let mut current = String::new();
     let missing = |item: &&String| {
         let item = item.trim();
-        !item.is_empty() && !request.prefix.contains(item)
+        !item.is_empty() && !prefix.contains(item)
     };
     let imports: Vec<&String> = context.imports.iter().filter(missing).collect();
     for import in &imports {
@@ -83,15 +97,15 @@ pub(crate) fn collect(request: &CompletionRequest) -> Parts<'_> {
     Parts {
         files,
         current,
-        path: display_path(&request.path),
+        path: display_path(path),
     }
 }
 
 /// A snippet as a block, or `None` when it adds nothing: blank, or text the prefix or
 /// suffix already shows the model (a recent edit right around the cursor).
-fn file_block<'a>(request: &CompletionRequest, snippet: &'a Snippet) -> Option<FileBlock<'a>> {
+fn file_block<'a>(prefix: &str, suffix: &str, snippet: &'a Snippet) -> Option<FileBlock<'a>> {
     let trimmed = snippet.text.trim();
-    if trimmed.is_empty() || request.prefix.contains(trimmed) || request.suffix.contains(trimmed) {
+    if trimmed.is_empty() || prefix.contains(trimmed) || suffix.contains(trimmed) {
         return None;
     }
     // Leading blank lines carry nothing; trailing ones would split the block from its header.

@@ -14,8 +14,8 @@ use eventsource_stream::Event;
 
 use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
-    ProviderError, StreamPiece,
+    join_url, ChatPrompt, HttpTarget, PieceStream, Provider, ProviderCompletion, ProviderError,
+    StreamPiece,
 };
 use crate::prompt;
 use crate::prompt::chat::AnswerCleaner;
@@ -50,37 +50,37 @@ impl AnthropicProvider {
 
     fn body<'a>(
         &'a self,
-        request: &CompletionRequest,
-        user_prompt: &'a str,
+        prompt: &'a ChatPrompt,
         sent_stops: &'a [&'a str],
         stream: bool,
     ) -> MessagesRequest<'a> {
         MessagesRequest {
             model: &self.model,
-            max_tokens: max_tokens(request),
-            temperature: temperature(request).min(MAX_TEMPERATURE),
-            system: prompt::chat::SYSTEM_PROMPT,
-            messages: [Message {
-                role: "user",
-                content: user_prompt,
-            }],
+            max_tokens: prompt.max_tokens,
+            temperature: prompt.temperature.min(MAX_TEMPERATURE),
+            system: &prompt.system,
+            messages: prompt
+                .turns
+                .iter()
+                .map(|turn| Message {
+                    role: turn.role.as_str(),
+                    content: &turn.content,
+                })
+                .collect(),
             stop_sequences: sent_stops,
             stream,
         }
     }
 
-    async fn complete_messages(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let (sent_stops, local_stops) = split_stop_sequences(&request.stop);
-        let body = self.body(request, &user_prompt, &sent_stops, false);
+    async fn messages(&self, prompt: &ChatPrompt) -> Result<ProviderCompletion, ProviderError> {
+        let (sent_stops, local_stops) = split_stop_sequences(&prompt.stop);
+        let body = self.body(prompt, &sent_stops, false);
         let response: MessagesResponse = self
             .target
             .post_json(&self.url, &body, vendor_message)
             .await?;
-        let mut text = prompt::chat::clean_answer(&response.text());
+        let (mut text, _) =
+            crate::prompt::chat::finish_answer(&response.text(), prompt.bare_code, &[]);
         let mut finish_reason = response.stop_reason;
         if cut_at_first_stop(&mut text, &local_stops) {
             finish_reason = Some(STOP_SEQUENCE_REASON.to_owned());
@@ -95,13 +95,9 @@ impl AnthropicProvider {
         })
     }
 
-    async fn stream_messages(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<PieceStream, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let (sent_stops, local_stops) = split_stop_sequences(&request.stop);
-        let body = self.body(request, &user_prompt, &sent_stops, true);
+    async fn stream_messages(&self, prompt: &ChatPrompt) -> Result<PieceStream, ProviderError> {
+        let (sent_stops, local_stops) = split_stop_sequences(&prompt.stop);
+        let body = self.body(prompt, &sent_stops, true);
         let response = self
             .target
             .post_stream(&self.url, &body, vendor_message)
@@ -115,7 +111,7 @@ impl AnthropicProvider {
         let local_stops = local_stops.into_iter().map(str::to_owned).collect();
         Ok(stream::cleaned(
             pieces,
-            AnswerCleaner::new(true, local_stops),
+            AnswerCleaner::new(prompt.bare_code, local_stops),
             STOP_SEQUENCE_REASON,
         ))
     }
@@ -272,7 +268,7 @@ struct MessagesRequest<'a> {
     max_tokens: u32,
     temperature: f32,
     system: &'a str,
-    messages: [Message<'a>; 1],
+    messages: Vec<Message<'a>>,
     #[serde(skip_serializing_if = "<[&str]>::is_empty")]
     stop_sequences: &'a [&'a str],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -376,14 +372,38 @@ impl Provider for AnthropicProvider {
         &'a self,
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
-        Box::pin(self.complete_messages(request))
+        Box::pin(async move {
+            self.messages(&prompt::chat::completion_prompt(request))
+                .await
+        })
     }
 
     fn stream<'a>(
         &'a self,
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
-        Box::pin(self.stream_messages(request))
+        Box::pin(async move {
+            self.stream_messages(&prompt::chat::completion_prompt(request))
+                .await
+        })
+    }
+
+    fn can_chat(&self) -> bool {
+        true
+    }
+
+    fn chat<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        Box::pin(self.messages(prompt))
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.stream_messages(prompt))
     }
 }
 
@@ -433,7 +453,7 @@ mod tests {
             max_tokens: 7,
             temperature: 0.5,
             system: "sys",
-            messages: [Message {
+            messages: vec![Message {
                 role: "user",
                 content: "hole",
             }],

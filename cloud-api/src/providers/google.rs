@@ -12,8 +12,8 @@ use eventsource_stream::Event;
 
 use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
-    ProviderError, StreamPiece,
+    join_url, ChatPrompt, HttpTarget, PieceStream, Provider, ProviderCompletion, ProviderError,
+    Role, StreamPiece,
 };
 use crate::prompt;
 use crate::prompt::chat::AnswerCleaner;
@@ -49,35 +49,41 @@ impl GoogleProvider {
         }
     }
 
-    fn body<'a>(
-        request: &'a CompletionRequest,
-        user_prompt: &'a str,
-    ) -> GenerateContentRequest<'a> {
+    fn body(prompt: &ChatPrompt) -> GenerateContentRequest<'_> {
         GenerateContentRequest {
-            contents: [Content {
-                role: Some("user"),
-                parts: [Part { text: user_prompt }],
-            }],
+            contents: prompt
+                .turns
+                .iter()
+                .map(|turn| Content {
+                    // Gemini calls the assistant `model`.
+                    role: Some(match turn.role {
+                        Role::User => "user",
+                        Role::Assistant => "model",
+                    }),
+                    parts: [Part {
+                        text: &turn.content,
+                    }],
+                })
+                .collect(),
             system_instruction: Content {
                 role: None,
                 parts: [Part {
-                    text: prompt::chat::SYSTEM_PROMPT,
+                    text: &prompt.system,
                 }],
             },
             generation_config: GenerationConfig {
-                max_output_tokens: max_tokens(request),
-                temperature: temperature(request),
-                stop_sequences: &request.stop,
+                max_output_tokens: prompt.max_tokens,
+                temperature: prompt.temperature,
+                stop_sequences: &prompt.stop,
             },
         }
     }
 
     async fn generate_content(
         &self,
-        request: &CompletionRequest,
+        prompt: &ChatPrompt,
     ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let body = GoogleProvider::body(request, &user_prompt);
+        let body = GoogleProvider::body(prompt);
         let response: GenerateContentResponse = self
             .target
             .post_json(&self.url, &body, vendor_message)
@@ -108,7 +114,8 @@ impl GoogleProvider {
         let content = candidate.as_ref().map(Candidate::text).unwrap_or_default();
         let usage = response.usage_metadata.unwrap_or_default();
         Ok(ProviderCompletion {
-            text: prompt::chat::clean_answer(&content),
+            // Gemini applies the stop sequences itself.
+            text: crate::prompt::chat::finish_answer(&content, prompt.bare_code, &[]).0,
             finish_reason: candidate.and_then(|candidate| candidate.finish_reason),
             model: response.model_version.unwrap_or_else(|| self.model.clone()),
             prompt_tokens: usage.prompt_token_count,
@@ -116,12 +123,8 @@ impl GoogleProvider {
         })
     }
 
-    async fn stream_content(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<PieceStream, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let body = GoogleProvider::body(request, &user_prompt);
+    async fn stream_content(&self, prompt: &ChatPrompt) -> Result<PieceStream, ProviderError> {
+        let body = GoogleProvider::body(prompt);
         let response = self
             .target
             .post_stream(&self.stream_url, &body, vendor_message)
@@ -136,7 +139,7 @@ impl GoogleProvider {
         // Gemini applies the stop sequences itself.
         Ok(stream::cleaned(
             pieces,
-            AnswerCleaner::new(true, Vec::new()),
+            AnswerCleaner::new(prompt.bare_code, Vec::new()),
             "STOP",
         ))
     }
@@ -206,7 +209,7 @@ fn parse_stream_event(target: &HttpTarget, event: &Event) -> Step {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct GenerateContentRequest<'a> {
-    contents: [Content<'a>; 1],
+    contents: Vec<Content<'a>>,
     system_instruction: Content<'a>,
     generation_config: GenerationConfig<'a>,
 }
@@ -342,14 +345,38 @@ impl Provider for GoogleProvider {
         &'a self,
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
-        Box::pin(self.generate_content(request))
+        Box::pin(async move {
+            self.generate_content(&prompt::chat::completion_prompt(request))
+                .await
+        })
     }
 
     fn stream<'a>(
         &'a self,
         request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
-        Box::pin(self.stream_content(request))
+        Box::pin(async move {
+            self.stream_content(&prompt::chat::completion_prompt(request))
+                .await
+        })
+    }
+
+    fn can_chat(&self) -> bool {
+        true
+    }
+
+    fn chat<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        Box::pin(self.generate_content(prompt))
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.stream_content(prompt))
     }
 }
 
@@ -380,7 +407,7 @@ mod tests {
     fn request_has_the_wire_shape() {
         let stop = vec!["\n\n".to_owned()];
         let body = GenerateContentRequest {
-            contents: [Content {
+            contents: vec![Content {
                 role: Some("user"),
                 parts: [Part { text: "hole" }],
             }],

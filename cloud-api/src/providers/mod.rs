@@ -50,6 +50,59 @@ pub struct ProviderCompletion {
     pub completion_tokens: Option<u32>,
 }
 
+/// A conversation for a chat model, built by [`crate::prompt`] for one request: the
+/// same for every vendor, each adapter sends it in its own wire format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatPrompt {
+    pub system: String,
+    /// In order, starting and ending with the user's.
+    pub turns: Vec<Turn>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub stop: Vec<String>,
+    /// The answer is bare code: markdown fences the model adds anyway are removed.
+    pub bare_code: bool,
+}
+
+/// One message of a [`ChatPrompt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Turn {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Turn {
+    pub fn user(content: impl Into<String>) -> Turn {
+        Turn {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Turn {
+        Turn {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The name OpenAI, Ollama and Anthropic use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 /// A model server completions can be asked of.
 pub trait Provider: Send + Sync {
     /// The configured name, reported as `provider` in answers.
@@ -72,6 +125,39 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
         Box::pin(async move {
             let completion = self.complete(request).await?;
+            let piece: PieceStream =
+                futures::stream::once(async move { Ok(StreamPiece::whole(completion)) }).boxed();
+            Ok(piece)
+        })
+    }
+
+    /// Whether the provider holds conversations ([`Provider::chat`]): the network
+    /// adapters do; the built-in `local` provider only completes code.
+    fn can_chat(&self) -> bool {
+        false
+    }
+
+    /// Answers a conversation (explanations, code actions, questions). The text is the
+    /// model's, cleaned as `prompt.bare_code` asks and cut at its stop sequences.
+    fn chat<'a>(
+        &'a self,
+        _prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Unsupported {
+                provider: self.name().to_owned(),
+            })
+        })
+    }
+
+    /// Like [`Provider::chat`], handing out text as the model writes it (see
+    /// [`Provider::stream`]).
+    fn chat_stream<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(async move {
+            let completion = self.chat(prompt).await?;
             let piece: PieceStream =
                 futures::stream::once(async move { Ok(StreamPiece::whole(completion)) }).boxed();
             Ok(piece)
@@ -106,15 +192,19 @@ pub enum ProviderError {
     /// A 2xx answer that is not the vendor's documented JSON (HTTP 502).
     #[error("provider `{provider}` returned an unreadable response")]
     InvalidResponse { provider: String, detail: String },
+    /// The provider cannot hold a conversation (the built-in `local` provider); routing
+    /// leaves such providers out of chat plans, so this is a configuration gap (HTTP 502).
+    #[error("provider `{provider}` cannot answer chat requests")]
+    Unsupported { provider: String },
 }
 
 impl ProviderError {
     /// The shared error code (and so the HTTP status) this failure is reported with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ProviderError::Status { .. } | ProviderError::InvalidResponse { .. } => {
-                ErrorCode::ProviderError
-            }
+            ProviderError::Status { .. }
+            | ProviderError::InvalidResponse { .. }
+            | ProviderError::Unsupported { .. } => ErrorCode::ProviderError,
             ProviderError::RateLimited { .. } | ProviderError::Unreachable { .. } => {
                 ErrorCode::ProviderUnavailable
             }
@@ -137,7 +227,7 @@ impl ProviderError {
             ProviderError::Status { message, .. } | ProviderError::RateLimited { message, .. } => {
                 format!("{self}: {message}")
             }
-            ProviderError::Timeout { .. } => self.to_string(),
+            ProviderError::Timeout { .. } | ProviderError::Unsupported { .. } => self.to_string(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Ollama's native API: `POST {base_url}/api/generate`, either with `prompt` and `suffix`
 //! (Ollama applies the model's own template) or, with a fill-in-the-middle family, the
 //! prompt rendered here and `raw: true` so Ollama sends it to the model untouched.
+//! Conversations (explanations, code actions) go to `POST {base_url}/api/chat`.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -8,9 +9,10 @@ use tandem_shared::CompletionRequest;
 
 use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
-    ProviderError, StreamPiece,
+    join_url, max_tokens, temperature, ChatPrompt, HttpTarget, PieceStream, Provider,
+    ProviderCompletion, ProviderError, StreamPiece,
 };
+use crate::prompt::chat::AnswerCleaner;
 use crate::prompt::{self, Family};
 
 /// A provider of `kind = "ollama"`.
@@ -18,6 +20,8 @@ use crate::prompt::{self, Family};
 pub struct OllamaProvider {
     target: HttpTarget,
     generate_url: String,
+    /// `/api/chat`, for conversations.
+    chat_url: String,
     model: String,
     /// The template prompts are rendered in; `None` uses Ollama's `suffix`.
     family: Option<Family>,
@@ -33,6 +37,7 @@ impl OllamaProvider {
         OllamaProvider {
             target,
             generate_url: join_url(base_url, "api/generate"),
+            chat_url: join_url(base_url, "api/chat"),
             model,
             family,
         }
@@ -71,6 +76,41 @@ struct GenerateResponse {
     prompt_eval_count: Option<u32>,
     #[serde(default)]
     eval_count: Option<u32>,
+}
+
+/// Body of `/api/chat`.
+#[derive(Debug, Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    stream: bool,
+    options: GenerateOptions<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChatMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+/// A whole `/api/chat` answer.
+#[derive(Debug, Deserialize)]
+struct ChatResponse {
+    #[serde(default)]
+    model: Option<String>,
+    message: ChatAnswer,
+    #[serde(default)]
+    done_reason: Option<String>,
+    #[serde(default)]
+    prompt_eval_count: Option<u32>,
+    #[serde(default)]
+    eval_count: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChatAnswer {
+    #[serde(default)]
+    content: String,
 }
 
 /// Ollama reports errors as `{"error": "<message>"}`.
@@ -126,17 +166,92 @@ impl Provider for OllamaProvider {
                 .target
                 .post_stream(&self.generate_url, &body, vendor_message)
                 .await?;
-            let provider = self.target.provider.clone();
-            let lines = stream::ndjson_lines(response, provider.clone());
-            let target = self.target.clone();
-            Ok(stream::pieces(lines, provider, true, move |line| {
-                parse_stream_line(&target, &line)
-            }))
+            Ok(self.stream_lines(response))
         })
+    }
+
+    fn can_chat(&self) -> bool {
+        true
+    }
+
+    fn chat<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        Box::pin(self.chat_answer(prompt))
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.chat_stream_answer(prompt))
     }
 }
 
 impl OllamaProvider {
+    fn chat_body<'a>(&'a self, prompt: &'a ChatPrompt, stream: bool) -> ChatRequest<'a> {
+        let system = ChatMessage {
+            role: "system",
+            content: &prompt.system,
+        };
+        let turns = prompt.turns.iter().map(|turn| ChatMessage {
+            role: turn.role.as_str(),
+            content: &turn.content,
+        });
+        ChatRequest {
+            model: &self.model,
+            messages: std::iter::once(system).chain(turns).collect(),
+            stream,
+            options: GenerateOptions {
+                num_predict: prompt.max_tokens,
+                temperature: prompt.temperature,
+                stop: &prompt.stop,
+            },
+        }
+    }
+
+    async fn chat_answer(&self, prompt: &ChatPrompt) -> Result<ProviderCompletion, ProviderError> {
+        let body = self.chat_body(prompt, false);
+        let response: ChatResponse = self
+            .target
+            .post_json(&self.chat_url, &body, vendor_message)
+            .await?;
+        // Ollama applied the stop sequences.
+        let (text, _) =
+            crate::prompt::chat::finish_answer(&response.message.content, prompt.bare_code, &[]);
+        Ok(ProviderCompletion {
+            text,
+            finish_reason: response.done_reason,
+            model: response.model.unwrap_or_else(|| self.model.clone()),
+            prompt_tokens: response.prompt_eval_count,
+            completion_tokens: response.eval_count,
+        })
+    }
+
+    async fn chat_stream_answer(&self, prompt: &ChatPrompt) -> Result<PieceStream, ProviderError> {
+        let body = self.chat_body(prompt, true);
+        let response = self
+            .target
+            .post_stream(&self.chat_url, &body, vendor_message)
+            .await?;
+        let pieces = self.stream_lines(response);
+        Ok(stream::cleaned(
+            pieces,
+            AnswerCleaner::new(prompt.bare_code, Vec::new()),
+            "stop",
+        ))
+    }
+
+    fn stream_lines(&self, response: reqwest::Response) -> PieceStream {
+        let provider = self.target.provider.clone();
+        let lines = stream::ndjson_lines(response, provider.clone());
+        let target = self.target.clone();
+        stream::pieces(lines, provider, true, move |line| {
+            parse_stream_line(&target, &line)
+        })
+    }
+
     fn prompt(&self, request: &CompletionRequest) -> PromptParts {
         let (prompt, suffix) = match self.family {
             Some(family) => (family.render(request), None),
@@ -182,14 +297,18 @@ impl PromptParts {
     }
 }
 
-/// One line of a streamed `/api/generate` answer: a piece of text, the last line (with
+/// One line of a streamed `/api/generate` or `/api/chat` answer: a piece of text, the last line (with
 /// `done` and the counts), or `{"error": "..."}` when generation failed midway.
 #[derive(Debug, Deserialize)]
 struct StreamLine {
     #[serde(default)]
     model: Option<String>,
+    /// `/api/generate` lines.
     #[serde(default)]
     response: String,
+    /// `/api/chat` lines.
+    #[serde(default)]
+    message: Option<ChatAnswer>,
     #[serde(default)]
     done: bool,
     #[serde(default)]
@@ -216,8 +335,12 @@ fn parse_stream_line(target: &HttpTarget, line: &[u8]) -> Step {
         // Ollama reports a failure after the 200 only in the stream.
         return Step::Fail(target.status_error(500, target.vendor_text(&message)));
     }
+    let text = match line.message {
+        Some(message) => message.content,
+        None => line.response,
+    };
     let piece = StreamPiece {
-        text: line.response,
+        text,
         finish_reason: line.done_reason,
         model: line.model,
         prompt_tokens: line.prompt_eval_count,

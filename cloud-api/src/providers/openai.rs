@@ -1,6 +1,7 @@
 //! OpenAI-compatible servers: `POST {base_url}/completions` (prompt + suffix, or with a
 //! fill-in-the-middle family the prompt rendered here and no suffix) or
-//! `POST {base_url}/chat/completions` with a fill-in-the-middle instruction.
+//! `POST {base_url}/chat/completions` with a fill-in-the-middle instruction; conversations
+//! (explanations, code actions) always go to `chat/completions`.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -10,8 +11,8 @@ use eventsource_stream::Event;
 
 use super::stream::{self, Step};
 use super::{
-    join_url, max_tokens, temperature, HttpTarget, PieceStream, Provider, ProviderCompletion,
-    ProviderError, StreamPiece,
+    join_url, max_tokens, temperature, ChatPrompt, HttpTarget, PieceStream, Provider,
+    ProviderCompletion, ProviderError, StreamPiece,
 };
 use crate::config::OpenAiEndpoint;
 use crate::prompt::chat::AnswerCleaner;
@@ -21,7 +22,10 @@ use crate::prompt::{self, Family};
 #[derive(Debug)]
 pub struct OpenAiProvider {
     target: HttpTarget,
+    /// Where completions go: `completions` or `chat/completions` by `endpoint`.
     url: String,
+    /// Where conversations go, whatever `endpoint` says.
+    chat_url: String,
     model: String,
     endpoint: OpenAiEndpoint,
     /// The template `completions` prompts are rendered in; `None` uses `suffix`.
@@ -43,6 +47,7 @@ impl OpenAiProvider {
         OpenAiProvider {
             target,
             url: join_url(base_url, path),
+            chat_url: join_url(base_url, "chat/completions"),
             model,
             endpoint,
             family,
@@ -105,38 +110,32 @@ impl OpenAiProvider {
 
     fn chat_body<'a>(
         &'a self,
-        request: &'a CompletionRequest,
-        user_prompt: &'a str,
+        prompt: &'a ChatPrompt,
         stream: Option<StreamFlags>,
     ) -> ChatRequest<'a> {
+        let system = ChatMessage {
+            role: "system",
+            content: &prompt.system,
+        };
+        let turns = prompt.turns.iter().map(|turn| ChatMessage {
+            role: turn.role.as_str(),
+            content: &turn.content,
+        });
         ChatRequest {
             model: &self.model,
-            messages: [
-                ChatMessage {
-                    role: "system",
-                    content: prompt::chat::SYSTEM_PROMPT,
-                },
-                ChatMessage {
-                    role: "user",
-                    content: user_prompt,
-                },
-            ],
-            max_tokens: max_tokens(request),
-            temperature: temperature(request),
-            stop: &request.stop,
+            messages: std::iter::once(system).chain(turns).collect(),
+            max_tokens: prompt.max_tokens,
+            temperature: prompt.temperature,
+            stop: &prompt.stop,
             stream,
         }
     }
 
-    async fn complete_chat(
-        &self,
-        request: &CompletionRequest,
-    ) -> Result<ProviderCompletion, ProviderError> {
-        let user_prompt = prompt::chat::user_prompt(request);
-        let body = self.chat_body(request, &user_prompt, None);
+    async fn chat_answer(&self, prompt: &ChatPrompt) -> Result<ProviderCompletion, ProviderError> {
+        let body = self.chat_body(prompt, None);
         let response: ChatResponse = self
             .target
-            .post_json(&self.url, &body, vendor_message)
+            .post_json(&self.chat_url, &body, vendor_message)
             .await?;
         let choice = response.choices.into_iter().next();
         let content = choice
@@ -144,8 +143,10 @@ impl OpenAiProvider {
             .and_then(|choice| choice.message.as_ref())
             .and_then(|message| message.content.clone())
             .unwrap_or_default();
+        // The server applied the stop sequences.
+        let (text, _) = crate::prompt::chat::finish_answer(&content, prompt.bare_code, &[]);
         Ok(ProviderCompletion {
-            text: prompt::chat::clean_answer(&content),
+            text,
             finish_reason: choice.and_then(|choice| choice.finish_reason),
             model: response.model.unwrap_or_else(|| self.model.clone()),
             prompt_tokens: response.usage.and_then(|usage| usage.prompt_tokens),
@@ -153,40 +154,50 @@ impl OpenAiProvider {
         })
     }
 
+    fn stream_pieces(&self, response: reqwest::Response) -> PieceStream {
+        let provider = self.target.provider.clone();
+        let events = stream::sse_events(response, provider.clone());
+        let target = self.target.clone();
+        stream::pieces(events, provider, true, move |event| {
+            parse_stream_event(&target, &event)
+        })
+    }
+
+    async fn chat_stream_answer(&self, prompt: &ChatPrompt) -> Result<PieceStream, ProviderError> {
+        let body = self.chat_body(prompt, Some(StreamFlags::WITH_USAGE));
+        let response = self
+            .target
+            .post_stream(&self.chat_url, &body, vendor_message)
+            .await?;
+        let pieces = self.stream_pieces(response);
+        // The stop sequences went to the server; only fences and markers are left.
+        Ok(stream::cleaned(
+            pieces,
+            AnswerCleaner::new(prompt.bare_code, Vec::new()),
+            "stop",
+        ))
+    }
+
     async fn stream_answer(
         &self,
         request: &CompletionRequest,
     ) -> Result<PieceStream, ProviderError> {
-        let response = match self.endpoint {
+        match self.endpoint {
             OpenAiEndpoint::Completions => {
                 let (prompt, suffix, stop) = self.text_prompt(request);
                 let flags = Some(StreamFlags::WITH_USAGE);
                 let body = self.completions_body(request, &prompt, suffix.as_deref(), &stop, flags);
-                self.target
+                let response = self
+                    .target
                     .post_stream(&self.url, &body, vendor_message)
-                    .await?
+                    .await?;
+                Ok(self.stream_pieces(response))
             }
             OpenAiEndpoint::Chat => {
-                let user_prompt = prompt::chat::user_prompt(request);
-                let body = self.chat_body(request, &user_prompt, Some(StreamFlags::WITH_USAGE));
-                self.target
-                    .post_stream(&self.url, &body, vendor_message)
-                    .await?
+                self.chat_stream_answer(&prompt::chat::completion_prompt(request))
+                    .await
             }
-        };
-        let provider = self.target.provider.clone();
-        let events = stream::sse_events(response, provider.clone());
-        let target = self.target.clone();
-        let pieces = stream::pieces(events, provider, true, move |event| {
-            parse_stream_event(&target, &event)
-        });
-        Ok(match self.endpoint {
-            OpenAiEndpoint::Completions => pieces,
-            // The stop sequences went to the server; only fences and markers are left.
-            OpenAiEndpoint::Chat => {
-                stream::cleaned(pieces, AnswerCleaner::new(true, Vec::new()), "stop")
-            }
-        })
+        }
     }
 }
 
@@ -302,7 +313,7 @@ struct CompletionsRequest<'a> {
 #[derive(Debug, Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
-    messages: [ChatMessage<'a>; 2],
+    messages: Vec<ChatMessage<'a>>,
     max_tokens: u32,
     temperature: f32,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -396,9 +407,30 @@ impl Provider for OpenAiProvider {
         Box::pin(async move {
             match self.endpoint {
                 OpenAiEndpoint::Completions => self.complete_text(request).await,
-                OpenAiEndpoint::Chat => self.complete_chat(request).await,
+                OpenAiEndpoint::Chat => {
+                    self.chat_answer(&prompt::chat::completion_prompt(request))
+                        .await
+                }
             }
         })
+    }
+
+    fn can_chat(&self) -> bool {
+        true
+    }
+
+    fn chat<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        Box::pin(self.chat_answer(prompt))
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        Box::pin(self.chat_stream_answer(prompt))
     }
 
     fn stream<'a>(

@@ -49,7 +49,8 @@ pub use self::breaker::BreakerState;
 use self::breaker::{Admission, Breaker, BreakerSettings};
 use crate::config::{Config, ProviderConfig, DEFAULT_PROVIDER_TIMEOUT_MS};
 use crate::providers::{
-    PieceStream, Provider, ProviderCompletion, ProviderError, ProviderRegistry, StreamPiece,
+    ChatPrompt, PieceStream, Provider, ProviderCompletion, ProviderError, ProviderRegistry,
+    StreamPiece,
 };
 use crate::tiers::{Feature, TierPolicy};
 
@@ -275,6 +276,13 @@ pub struct Attempt {
     pub elapsed: Duration,
 }
 
+/// What a streamed answer is asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamRequest<'a> {
+    Completion(&'a CompletionRequest),
+    Chat(&'a ChatPrompt),
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -292,6 +300,8 @@ pub enum AttemptOutcome {
     InvalidResponse,
     /// Not asked: its breaker was open, or another request was probing it.
     Skipped,
+    /// The provider cannot do what the task needs (chat, for the `local` provider).
+    Unsupported,
 }
 
 impl AttemptOutcome {
@@ -302,6 +312,7 @@ impl AttemptOutcome {
             ProviderError::Unreachable { .. } => AttemptOutcome::Unreachable,
             ProviderError::Timeout { .. } => AttemptOutcome::Timeout,
             ProviderError::InvalidResponse { .. } => AttemptOutcome::InvalidResponse,
+            ProviderError::Unsupported { .. } => AttemptOutcome::Unsupported,
         }
     }
 }
@@ -339,9 +350,9 @@ fn verdict(error: &ProviderError) -> Verdict {
         }
         // A timed-out provider already had its time; an unreadable answer is rarely fixed
         // a moment later.
-        ProviderError::Timeout { .. } | ProviderError::InvalidResponse { .. } => {
-            Verdict::Fallback { retryable: false }
-        }
+        ProviderError::Timeout { .. }
+        | ProviderError::InvalidResponse { .. }
+        | ProviderError::Unsupported { .. } => Verdict::Fallback { retryable: false },
     }
 }
 
@@ -489,6 +500,7 @@ impl ProviderRouter {
         order.retain(|&index| {
             let target = &self.targets[index];
             policy.allows_provider(target.name(), &target.kind)
+                && (task != Task::Chat || target.provider.can_chat())
         });
         if order.is_empty() {
             return None;
@@ -546,6 +558,26 @@ impl ProviderRouter {
         })
     }
 
+    /// Asks the plan's targets for a chat answer, like
+    /// [`ProviderRouter::complete_with_fallback`].
+    pub async fn chat_with_fallback(
+        &self,
+        plan: &RoutePlan,
+        prompt: &ChatPrompt,
+        budget: Duration,
+    ) -> Result<RoutedCompletion, RoutingFailure> {
+        let routed = self
+            .with_fallback(plan, budget, |target| {
+                Box::pin(async move { target.provider.chat(prompt).await })
+            })
+            .await?;
+        Ok(RoutedCompletion {
+            completion: routed.value,
+            provider: routed.target.name().to_owned(),
+            attempts: routed.attempts,
+        })
+    }
+
     /// Like [`ProviderRouter::complete_with_fallback`], streaming: a target counts as
     /// having answered once its first text arrives (or its answer ends empty), and only
     /// until then may the request move on to the next. After that, the stream's errors
@@ -554,13 +586,18 @@ impl ProviderRouter {
     pub async fn stream_with_fallback(
         &self,
         plan: &RoutePlan,
-        request: &CompletionRequest,
+        request: StreamRequest<'_>,
         budget: Duration,
     ) -> Result<RoutedStream, RoutingFailure> {
         let routed = self
             .with_fallback(plan, budget, |target| {
                 Box::pin(async move {
-                    let mut stream = target.provider.stream(request).await?;
+                    let mut stream = match request {
+                        StreamRequest::Completion(request) => {
+                            target.provider.stream(request).await?
+                        }
+                        StreamRequest::Chat(prompt) => target.provider.chat_stream(prompt).await?,
+                    };
                     let mut head = Vec::new();
                     while let Some(piece) = stream.next().await {
                         let piece = piece?;

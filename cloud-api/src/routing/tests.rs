@@ -76,6 +76,24 @@ impl Provider for Scripted {
         &'a self,
         _request: &'a CompletionRequest,
     ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        self.next_answer()
+    }
+
+    fn can_chat(&self) -> bool {
+        true
+    }
+
+    fn chat<'a>(
+        &'a self,
+        _prompt: &'a ChatPrompt,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        self.next_answer()
+    }
+}
+
+impl Scripted {
+    /// Answers as the script says, for a completion or a conversation alike.
+    fn next_answer(&self) -> BoxFuture<'static, Result<ProviderCompletion, ProviderError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let behaviour = self
             .script
@@ -911,7 +929,7 @@ async fn a_stream_that_falls_silent_ends_with_a_timeout_against_its_provider() {
     let router = ProviderRouter::from_config(&config, &ProviderRegistry::from_providers(providers));
     let plan = router.plan(&enterprise(&config), Task::Completion).unwrap();
     let mut routed = router
-        .stream_with_fallback(&plan, &request(), plan.budget())
+        .stream_with_fallback(&plan, StreamRequest::Completion(&request()), plan.budget())
         .await
         .unwrap();
     assert_eq!(routed.head, [StreamPiece::text("a")]);
@@ -923,4 +941,62 @@ async fn a_stream_that_falls_silent_ends_with_a_timeout_against_its_provider() {
     );
     assert!(routed.rest.next().await.is_none());
     assert_eq!(health_of(&router, "trickle").consecutive_failures, 1);
+}
+
+#[tokio::test]
+async fn conversations_pass_over_providers_that_cannot_chat_and_fall_back() {
+    let config = config(&["offline", "a", "b"], "");
+    let offline: Arc<dyn Provider> = Arc::new(crate::providers::local::LocalProvider::new(
+        "offline".to_owned(),
+        None,
+    ));
+    let a = Scripted::new("a", Behaviour::Status(503));
+    let b = Scripted::new("b", Behaviour::Answer);
+    let providers = vec![
+        offline,
+        a.clone() as Arc<dyn Provider>,
+        b.clone() as Arc<dyn Provider>,
+    ];
+    let router = ProviderRouter::from_config(&config, &ProviderRegistry::from_providers(providers));
+    let top = enterprise(&config);
+    // Completions may use the offline provider; conversations may not.
+    let completion = router.plan(&top, Task::Completion).unwrap();
+    assert_eq!(completion.provider_names(), ["offline", "a", "b"]);
+    let plan = router.plan(&top, Task::Chat).unwrap();
+    assert_eq!(plan.provider_names(), ["a", "b"]);
+
+    let prompt = ChatPrompt {
+        system: "system".into(),
+        turns: vec![crate::providers::Turn::user("explain")],
+        max_tokens: 64,
+        temperature: 0.2,
+        stop: Vec::new(),
+        bare_code: false,
+    };
+    let routed = router
+        .chat_with_fallback(&plan, &prompt, plan.budget())
+        .await
+        .unwrap();
+    assert_eq!(routed.provider, "b");
+    assert_eq!(routed.completion.text, "from b");
+    assert_eq!(
+        routed
+            .attempts
+            .iter()
+            .map(|attempt| attempt.outcome)
+            .collect::<Vec<_>>(),
+        [AttemptOutcome::Status(503), AttemptOutcome::Answered]
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+
+    // With only the offline provider there is no plan for conversations at all.
+    let only_offline = Config::default();
+    let offline: Arc<dyn Provider> = Arc::new(crate::providers::local::LocalProvider::builtin());
+    let router = ProviderRouter::from_config(
+        &only_offline,
+        &ProviderRegistry::from_providers(vec![offline]),
+    );
+    assert!(router
+        .plan(&enterprise(&only_offline), Task::Chat)
+        .is_none());
 }

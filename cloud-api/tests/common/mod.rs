@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tandem_cloud::db::{self, api_keys, users};
 use tandem_cloud::{keys, AppState, Config};
+use tandem_e2e::ProviderFixture;
 use tandem_shared::Tier;
 use tower::ServiceExt;
 
@@ -85,8 +86,33 @@ impl TestApp {
 
     /// POST /v1/completions with this app's key and a JSON body.
     pub async fn complete(&self, body: Value) -> Reply {
+        self.post("/v1/completions", body).await
+    }
+
+    /// POST /v1/chat with this app's key and a JSON body.
+    pub async fn chat(&self, body: Value) -> Reply {
+        self.post("/v1/chat", body).await
+    }
+
+    /// POST `path` with this app's key and a JSON body; the response unread (streams).
+    pub async fn post_unread(&self, path: &str, body: &Value) -> axum::response::Response {
+        self.router
+            .clone()
+            .oneshot(
+                Request::post(path)
+                    .header("authorization", format!("Bearer {}", self.key))
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// POST `path` with this app's key and a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(
-            Request::post("/v1/completions")
+            Request::post(path)
                 .header("authorization", format!("Bearer {}", self.key))
                 .header("content-type", "application/json")
                 .body(Body::from(body.to_string()))
@@ -291,4 +317,63 @@ pub fn provider_toml(kind: &str, base_url: &str, extra: &str) -> String {
     format!(
         "[[providers]]\nname = \"{kind}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\nmodel = \"test-model\"\n{extra}\n"
     )
+}
+
+/// `[[providers]]` for `fixture` as a provider named `name` of `kind`; `endpoint` is the
+/// OpenAI endpoint (`completions` or `chat`), ignored for the other kinds.
+pub fn fixture_provider(
+    name: &str,
+    kind: &str,
+    fixture: &ProviderFixture,
+    endpoint: &str,
+) -> String {
+    let (base_url, extra) = match kind {
+        "ollama" => (fixture.url().to_owned(), String::new()),
+        "openai" => (
+            fixture.openai_base_url(),
+            format!("endpoint = \"{endpoint}\"\n"),
+        ),
+        _ => (
+            fixture.vendor_root_url().to_owned(),
+            format!("api_key_env = \"{PROVIDER_KEY_ENV}\"\n"),
+        ),
+    };
+    format!(
+        "[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\n\
+         model = \"model-{name}\"\n{extra}"
+    )
+}
+
+/// The (event, data) pairs of a whole event stream.
+pub fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .filter_map(|block| {
+            let mut name = "message".to_owned();
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event: ") {
+                    name = value.to_owned();
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(value).unwrap());
+                }
+            }
+            // Keep-alive comments carry no data.
+            Some((name, data?))
+        })
+        .collect()
+}
+
+pub async fn read_events(response: axum::response::Response) -> Vec<(String, Value)> {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    sse_events(std::str::from_utf8(&bytes).unwrap())
+}
+
+/// The deltas' text joined.
+pub fn joined_deltas(events: &[(String, Value)]) -> String {
+    events
+        .iter()
+        .filter(|(name, _)| name == "delta")
+        .map(|(_, data)| data["text"].as_str().unwrap())
+        .collect()
 }
