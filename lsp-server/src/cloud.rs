@@ -9,7 +9,13 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tandem_shared::{CompletionRequest, CompletionResponse, ErrorBody, ErrorCode, MeResponse};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use tandem_shared::stream::{Delta, EVENT_DELTA, EVENT_DONE, EVENT_ERROR};
+use tandem_shared::{
+    ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ErrorBody, ErrorCode,
+    MeResponse,
+};
 
 use crate::credentials::ApiKey;
 
@@ -162,43 +168,214 @@ impl CloudClient {
         self.send(target, self.http.get(&url)).await
     }
 
+    /// `POST {server}/v1/chat`, the whole answer at once. Not subject to back-off: the
+    /// user asked for it, and a failure is reported to them.
+    pub async fn chat(
+        &self,
+        target: &CloudTarget,
+        request: &ChatRequest,
+    ) -> Result<ChatResponse, CloudError> {
+        let url = format!("{}/v1/chat", target.server);
+        self.send(target, self.http.post(&url).json(request)).await
+    }
+
+    /// `POST {server}/v1/chat` with `"stream": true`: the answer's text as it is written,
+    /// then the whole answer. `target.timeout` bounds the wait for the answer to start and
+    /// each pause within it, not the whole answer. Dropping the stream closes the
+    /// connection, which stops the model upstream.
+    pub async fn chat_stream(
+        &self,
+        target: &CloudTarget,
+        request: &ChatRequest,
+    ) -> Result<ChatEvents, CloudError> {
+        let url = format!("{}/v1/chat", target.server);
+        let mut request = request.clone();
+        request.stream = true;
+        let response = self
+            .open(target, self.http.post(&url).json(&request), None)
+            .await?;
+        let is_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/event-stream"));
+        if !is_stream {
+            // A server or proxy that answered in one piece.
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|error| classify(target, error))?;
+            let answer: ChatResponse = serde_json::from_slice(&bytes)
+                .map_err(|error| CloudError::BadResponse(error.to_string()))?;
+            return Ok(ChatEvents::whole(answer, target.timeout));
+        }
+        Ok(ChatEvents {
+            events: Some(response.bytes_stream().eventsource().boxed()),
+            pending: None,
+            idle: target.timeout,
+        })
+    }
+
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         target: &CloudTarget,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CloudError> {
-        let classify = |error: reqwest::Error| {
-            if error.is_timeout() {
-                CloudError::Timeout(target.timeout)
-            } else if error.is_decode() || error.is_body() {
-                CloudError::BadResponse(error.without_url().to_string())
-            } else {
-                CloudError::Unreachable {
-                    server: target.server.clone(),
-                    reason: source_chain(&error.without_url()),
-                }
-            }
-        };
-        let response = request
-            .bearer_auth(target.api_key.expose())
-            .timeout(target.timeout)
-            .send()
+        let response = self.open(target, request, Some(target.timeout)).await?;
+        let bytes = response
+            .bytes()
             .await
-            .map_err(classify)?;
+            .map_err(|error| classify(target, error))?;
+        serde_json::from_slice(&bytes).map_err(|error| CloudError::BadResponse(error.to_string()))
+    }
+
+    /// Sends `request` with the key and returns a 2xx response unread; other statuses
+    /// become errors with the server's error body.
+    async fn open(
+        &self,
+        target: &CloudTarget,
+        request: reqwest::RequestBuilder,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, CloudError> {
+        let mut request = request.bearer_auth(target.api_key.expose());
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let sent = request.send();
+        // Without a whole-request timeout the wait for the answer's head is still bounded.
+        let response = tokio::time::timeout(target.timeout, sent)
+            .await
+            .map_err(|_| CloudError::Timeout(target.timeout))?
+            .map_err(|error| classify(target, error))?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(CloudError::Unauthorized);
         }
-        let bytes = response.bytes().await.map_err(classify)?;
-        if !status.is_success() {
-            let body = serde_json::from_slice::<ErrorBody>(&bytes)
-                .unwrap_or_else(|_| unreadable_error_body(status.as_u16()));
-            return Err(CloudError::Server {
-                status: status.as_u16(),
-                body: Box::new(body),
-            });
+        if status.is_success() {
+            return Ok(response);
         }
-        serde_json::from_slice(&bytes).map_err(|error| CloudError::BadResponse(error.to_string()))
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| classify(target, error))?;
+        let body = serde_json::from_slice::<ErrorBody>(&bytes)
+            .unwrap_or_else(|_| unreadable_error_body(status.as_u16()));
+        Err(CloudError::Server {
+            status: status.as_u16(),
+            body: Box::new(body),
+        })
+    }
+}
+
+/// What a transport error means to the user.
+fn classify(target: &CloudTarget, error: reqwest::Error) -> CloudError {
+    if error.is_timeout() {
+        CloudError::Timeout(target.timeout)
+    } else if error.is_decode() || error.is_body() {
+        CloudError::BadResponse(error.without_url().to_string())
+    } else {
+        CloudError::Unreachable {
+            server: target.server.clone(),
+            reason: source_chain(&error.without_url()),
+        }
+    }
+}
+
+/// One event of a streamed chat answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    /// Text to append.
+    Delta(String),
+    /// The whole answer, usage included; the last event.
+    Done(ChatResponse),
+}
+
+type SseEvents = futures::stream::BoxStream<
+    'static,
+    Result<eventsource_stream::Event, eventsource_stream::EventStreamError<reqwest::Error>>,
+>;
+
+/// The events of a streamed chat answer ([`CloudClient::chat_stream`]).
+pub struct ChatEvents {
+    events: Option<SseEvents>,
+    /// An answer that came whole, handed out as its only event.
+    pending: Option<ChatResponse>,
+    /// Longest pause between events.
+    idle: Duration,
+}
+
+impl std::fmt::Debug for ChatEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatEvents")
+            .field("streaming", &self.events.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatEvents {
+    fn whole(answer: ChatResponse, idle: Duration) -> ChatEvents {
+        ChatEvents {
+            events: None,
+            pending: Some(answer),
+            idle,
+        }
+    }
+
+    /// The next event; `None` after [`ChatEvent::Done`]. A stream that ends without its
+    /// final event, an `error` event, or a pause longer than the timeout is an error.
+    pub async fn next(&mut self) -> Option<Result<ChatEvent, CloudError>> {
+        if let Some(answer) = self.pending.take() {
+            return Some(Ok(ChatEvent::Done(answer)));
+        }
+        let events = self.events.as_mut()?;
+        loop {
+            let next = match tokio::time::timeout(self.idle, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    self.events = None;
+                    return Some(Err(CloudError::Timeout(self.idle)));
+                }
+            };
+            let event = match next {
+                Some(Ok(event)) => event,
+                Some(Err(error)) => {
+                    self.events = None;
+                    return Some(Err(CloudError::BadResponse(format!(
+                        "the answer's stream broke off: {error}"
+                    ))));
+                }
+                None => {
+                    self.events = None;
+                    return Some(Err(CloudError::BadResponse(
+                        "the answer's stream ended before its final event".to_owned(),
+                    )));
+                }
+            };
+            let parsed = match event.event.as_str() {
+                EVENT_DELTA => serde_json::from_str::<Delta>(&event.data)
+                    .map(|delta| ChatEvent::Delta(delta.text)),
+                EVENT_DONE => {
+                    self.events = None;
+                    serde_json::from_str::<ChatResponse>(&event.data).map(ChatEvent::Done)
+                }
+                EVENT_ERROR => {
+                    self.events = None;
+                    let body = serde_json::from_str::<ErrorBody>(&event.data)
+                        .unwrap_or_else(|_| unreadable_error_body(500));
+                    let status = body.code().map_or(500, ErrorCode::http_status);
+                    return Some(Err(CloudError::Server {
+                        status,
+                        body: Box::new(body),
+                    }));
+                }
+                // Comments, keep-alives, and event kinds added later.
+                _ => continue,
+            };
+            return Some(parsed.map_err(|error| {
+                self.events = None;
+                CloudError::BadResponse(format!("unreadable stream event: {error}"))
+            }));
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 // commands, which never run alongside the server, opt back in explicitly.
 #![deny(clippy::print_stdout)]
 
+pub(crate) mod actions;
 mod cli;
 pub(crate) mod cloud;
 pub(crate) mod context;

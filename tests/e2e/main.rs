@@ -7,6 +7,7 @@
 
 mod cloud_cli;
 mod cloud_http;
+mod code_actions;
 mod completion;
 mod context;
 mod credentials;

@@ -44,6 +44,18 @@ impl Stack {
         offer_utf8: bool,
         extra_options: Value,
     ) -> Stack {
+        Stack::start_with_capabilities(options, provider, offer_utf8, extra_options, json!({}))
+            .await
+    }
+
+    /// [`Stack::start_with`], the client announcing `capabilities` on top of the defaults.
+    pub async fn start_with_capabilities(
+        options: CloudOptions,
+        provider: Option<ProviderFixture>,
+        offer_utf8: bool,
+        extra_options: Value,
+        capabilities: Value,
+    ) -> Stack {
         let cloud = CloudServer::start(options).await.expect("tandem-cloud");
         let proxy = RecordingProxy::start(cloud.url()).await.expect("proxy");
         let lsp = LspClient::spawn(LspOptions::default())
@@ -59,7 +71,7 @@ impl Stack {
         };
         let result = stack
             .lsp
-            .initialize(initialization_options, offer_utf8)
+            .initialize_with(initialization_options, offer_utf8, capabilities)
             .await;
         if let Err(error) = result {
             panic!("initialize failed: {error:#}\n{}", stack.logs());

@@ -331,13 +331,25 @@ impl LspClient {
         initialization_options: Value,
         offer_utf8: bool,
     ) -> anyhow::Result<Value> {
+        self.initialize_with(initialization_options, offer_utf8, json!({}))
+            .await
+    }
+
+    /// [`LspClient::initialize`] announcing `capabilities` on top of the default ones
+    /// (objects are merged key by key).
+    pub async fn initialize_with(
+        &self,
+        initialization_options: Value,
+        offer_utf8: bool,
+        capabilities: Value,
+    ) -> anyhow::Result<Value> {
         let encodings = if offer_utf8 {
             json!(["utf-8", "utf-16"])
         } else {
             json!(["utf-16"])
         };
         let root_uri = self.root_uri();
-        let params = json!({
+        let mut params = json!({
             "processId": std::process::id(),
             "clientInfo": {"name": "tandem-e2e", "version": "0"},
             "rootUri": root_uri,
@@ -355,6 +367,9 @@ impl LspClient {
                 },
             },
         });
+        if let Some(announced) = params.get_mut("capabilities") {
+            merge_deep(announced, capabilities);
+        }
         let result = self
             .request("initialize", params)
             .await
@@ -628,7 +643,13 @@ async fn route(connection: &Connection, message: Value) {
                 method: method.to_owned(),
                 params: message.get("params").cloned().unwrap_or(Value::Null),
             });
-            let answer = json!({"jsonrpc": "2.0", "id": id, "result": null});
+            // What an editor answers when it did what was asked.
+            let result = match method {
+                "workspace/applyEdit" => json!({"applied": true}),
+                "window/showDocument" => json!({"success": true}),
+                _ => Value::Null,
+            };
+            let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
             let _ = connection.write(&answer).await;
         }
         (Some(method), None) => {
@@ -666,6 +687,23 @@ async fn route(connection: &Connection, message: Value) {
             lock(&connection.stderr)
                 .push_str(&format!("[tandem-e2e] unroutable message: {message}\n"));
         }
+    }
+}
+
+/// Merges `extra` into `target`: objects key by key, anything else replaced.
+fn merge_deep(target: &mut Value, extra: Value) {
+    match (target, extra) {
+        (Value::Object(target), Value::Object(extra)) => {
+            for (key, value) in extra {
+                match target.get_mut(&key) {
+                    Some(existing) => merge_deep(existing, value),
+                    None => {
+                        target.insert(key, value);
+                    }
+                }
+            }
+        }
+        (target, extra) => *target = extra,
     }
 }
 

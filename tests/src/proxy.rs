@@ -120,8 +120,9 @@ async fn forward(
         .headers()
         .get(header::CONTENT_TYPE)
         .cloned();
-    let bytes = upstream_response.bytes().await.unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
+    // Passed through as it arrives, so streamed answers stay streamed; the client
+    // hanging up drops the upstream connection too, as it would without the proxy.
+    let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
     *response.status_mut() = status;
     if let Some(content_type) = content_type {
         response

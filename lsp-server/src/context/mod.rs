@@ -63,7 +63,7 @@ fn prefix_within(before: &str, budget: usize) -> &str {
 
 /// The start of `after` that fits in `budget` chars: the rest of the cursor line (with
 /// its line break), then whole following lines for as long as they fit.
-fn suffix_within(after: &str, budget: usize) -> &str {
+pub(crate) fn suffix_within(after: &str, budget: usize) -> &str {
     let line_end = after.find('\n').map_or(after.len(), |index| index + 1);
     let current_line = &after[..line_end];
     let mut used = current_line.chars().count();

@@ -2,11 +2,12 @@
 
 use serde_json::{json, Value};
 use tower_lsp::lsp_types::{
-    CompletionOptions, ServerCapabilities, TextDocumentSyncCapability, TextDocumentSyncKind,
-    TextDocumentSyncOptions,
+    CodeActionOptions, CodeActionProviderCapability, CompletionOptions, ExecuteCommandOptions,
+    ServerCapabilities, TextDocumentSyncCapability, TextDocumentSyncKind, TextDocumentSyncOptions,
+    WorkDoneProgressOptions,
 };
 
-use super::to_proto;
+use super::{code_actions, to_proto};
 use crate::document::PositionEncoding;
 
 /// Capabilities as lsp-types 0.94 can express them.
@@ -27,6 +28,18 @@ pub(crate) fn server_capabilities(encoding: PositionEncoding) -> ServerCapabilit
         completion_provider: Some(CompletionOptions {
             resolve_provider: Some(false),
             ..CompletionOptions::default()
+        }),
+        code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+            code_action_kinds: Some(code_actions::KINDS.to_vec()),
+            resolve_provider: Some(true),
+            work_done_progress_options: WorkDoneProgressOptions::default(),
+        })),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: code_actions::COMMANDS
+                .iter()
+                .map(|command| (*command).to_owned())
+                .collect(),
+            work_done_progress_options: WorkDoneProgressOptions::default(),
         }),
         experimental: Some(json!({ "inlineCompletionProvider": true })),
         ..ServerCapabilities::default()
@@ -57,6 +70,11 @@ mod tests {
         assert_eq!(capabilities["textDocumentSync"]["openClose"], true);
         assert_eq!(capabilities["completionProvider"]["resolveProvider"], false);
         assert_eq!(capabilities["inlineCompletionProvider"], true);
+        assert_eq!(capabilities["codeActionProvider"]["resolveProvider"], true);
+        assert_eq!(
+            capabilities["executeCommandProvider"]["commands"],
+            json!(["tandem.explain", "tandem.applyAction"])
+        );
         assert_eq!(
             capabilities["experimental"]["inlineCompletionProvider"],
             true

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use tower_lsp::lsp_types::{
-    ClientCapabilities, InitializeParams, Position, PositionEncodingKind,
+    ClientCapabilities, InitializeParams, Position, PositionEncodingKind, ResourceOperationKind,
     TextDocumentContentChangeEvent, Url,
 };
 
@@ -38,6 +38,54 @@ pub(crate) fn position_encoding(capabilities: &ClientCapabilities) -> PositionEn
         PositionEncoding::Utf8
     } else {
         PositionEncoding::Utf16
+    }
+}
+
+/// What the client can do with the server's code actions and explanations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClientSupport {
+    /// `codeAction/resolve` may fill in `edit`: actions are offered without one.
+    pub(crate) resolve_edit: bool,
+    /// Code action literals (otherwise only commands can be offered).
+    pub(crate) action_literals: bool,
+    /// Versioned `documentChanges` in a `WorkspaceEdit`.
+    pub(crate) document_changes: bool,
+    /// `CreateFile` operations in a `WorkspaceEdit` (a new test file).
+    pub(crate) create_files: bool,
+    /// `window/workDoneProgress/create`.
+    pub(crate) work_done_progress: bool,
+    /// `window/showDocument`.
+    pub(crate) show_document: bool,
+}
+
+pub(crate) fn client_support(capabilities: &ClientCapabilities) -> ClientSupport {
+    let code_action = capabilities
+        .text_document
+        .as_ref()
+        .and_then(|text| text.code_action.as_ref());
+    let workspace_edit = capabilities
+        .workspace
+        .as_ref()
+        .and_then(|workspace| workspace.workspace_edit.as_ref());
+    let window = capabilities.window.as_ref();
+    ClientSupport {
+        resolve_edit: code_action
+            .and_then(|action| action.resolve_support.as_ref())
+            .is_some_and(|support| support.properties.iter().any(|name| name == "edit")),
+        action_literals: code_action
+            .is_some_and(|action| action.code_action_literal_support.is_some()),
+        document_changes: workspace_edit
+            .and_then(|edit| edit.document_changes)
+            .unwrap_or(false),
+        create_files: workspace_edit
+            .and_then(|edit| edit.resource_operations.as_ref())
+            .is_some_and(|operations| operations.contains(&ResourceOperationKind::Create)),
+        work_done_progress: window
+            .and_then(|window| window.work_done_progress)
+            .unwrap_or(false),
+        show_document: window
+            .and_then(|window| window.show_document.as_ref())
+            .is_some_and(|show| show.support),
     }
 }
 

@@ -10,6 +10,7 @@
 //! document snapshot in theirs, so a request always sees every edit sent before it.
 
 mod capabilities;
+mod code_actions;
 mod error;
 mod from_proto;
 mod handlers;
@@ -21,18 +22,20 @@ mod to_proto;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use futures::FutureExt;
 use tower_lsp::jsonrpc;
 use tower_lsp::lsp_types::{
-    CompletionParams, CompletionResponse, DidChangeConfigurationParams,
-    DidChangeTextDocumentParams, DidCloseTextDocumentParams, DidOpenTextDocumentParams,
-    InitializeParams, InitializeResult, InitializedParams, MessageType,
+    CodeAction, CodeActionParams, CodeActionResponse, CompletionParams, CompletionResponse,
+    DidChangeConfigurationParams, DidChangeTextDocumentParams, DidCloseTextDocumentParams,
+    DidOpenTextDocumentParams, ExecuteCommandParams, InitializeParams, InitializeResult,
+    InitializedParams, MessageType, NumberOrString, WorkDoneProgressCancelParams,
 };
 use tower_lsp::{Client, LanguageServer, LspService};
 
@@ -53,6 +56,7 @@ pub(crate) use service::run_stdio;
 struct Config {
     encoding: PositionEncoding,
     roots: Vec<PathBuf>,
+    client: from_proto::ClientSupport,
     initialization: SettingsLayer,
     configuration: SettingsLayer,
     environment: PartialCredentials,
@@ -63,6 +67,7 @@ struct Config {
 struct RequestConfig {
     encoding: PositionEncoding,
     roots: Vec<PathBuf>,
+    client: from_proto::ClientSupport,
     limits: Limits,
     credentials: Credentials,
 }
@@ -119,6 +124,10 @@ pub struct TandemServer {
     neighbors: Arc<NeighborIndex>,
     /// The tier's context limit, from `GET /v1/me`.
     tier_budget: tier_budget::TierBudget,
+    /// Running `tandem.explain` commands by work-done progress token, so the progress
+    /// UI's cancel button can stop them.
+    progress_cancellations: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    next_progress: AtomicU64,
 }
 
 impl TandemServer {
@@ -179,6 +188,44 @@ impl TandemServer {
             exclusions: RwLock::new(Vec::new()),
             neighbors: Arc::new(NeighborIndex::default()),
             tier_budget: tier_budget::TierBudget::default(),
+            progress_cancellations: Mutex::new(HashMap::new()),
+            next_progress: AtomicU64::new(1),
+        }
+    }
+
+    /// A token for server-initiated work-done progress.
+    fn next_progress_token(&self) -> String {
+        let number = self.next_progress.fetch_add(1, Ordering::Relaxed);
+        format!("tandem-{number}")
+    }
+
+    /// What is notified when the client cancels the progress `token`.
+    fn progress_cancellation(&self, token: &NumberOrString) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.progress_cancellations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(progress_key(token), notify.clone());
+        notify
+    }
+
+    fn forget_progress(&self, token: &NumberOrString) {
+        self.progress_cancellations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&progress_key(token));
+    }
+
+    fn cancel_progress(&self, token: &NumberOrString) {
+        let notify = self
+            .progress_cancellations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&progress_key(token));
+        if let Some(notify) = notify {
+            // `notify_one` stores a permit, so a cancel arriving before the run awaits it
+            // is not lost.
+            notify.notify_one();
         }
     }
 
@@ -230,6 +277,7 @@ impl TandemServer {
         RequestConfig {
             encoding: config.encoding,
             roots: config.roots.clone(),
+            client: config.client,
             limits: Limits::from_layer(&settings),
             credentials,
         }
@@ -301,6 +349,13 @@ fn catch_notification_panic(method: &'static str, handler: impl FnOnce()) {
             panic = panic_message(payload.as_ref()),
             "notification handler panicked"
         );
+    }
+}
+
+fn progress_key(token: &NumberOrString) -> String {
+    match token {
+        NumberOrString::Number(number) => format!("n{number}"),
+        NumberOrString::String(text) => format!("s{text}"),
     }
 }
 
@@ -376,6 +431,35 @@ impl LanguageServer for TandemServer {
         )
         .await
     }
+
+    async fn code_action(
+        &self,
+        params: CodeActionParams,
+    ) -> jsonrpc::Result<Option<CodeActionResponse>> {
+        catch_request_panic("textDocument/codeAction", async {
+            handlers::code_action::handle_code_action(self, params).map_err(Into::into)
+        })
+        .await
+    }
+
+    async fn code_action_resolve(&self, action: CodeAction) -> jsonrpc::Result<CodeAction> {
+        catch_request_panic(
+            "codeAction/resolve",
+            handlers::code_action_resolve::handle_code_action_resolve(self, action),
+        )
+        .await
+    }
+
+    async fn execute_command(
+        &self,
+        params: ExecuteCommandParams,
+    ) -> jsonrpc::Result<Option<serde_json::Value>> {
+        catch_request_panic(
+            "workspace/executeCommand",
+            handlers::execute_command::handle_execute_command(self, params),
+        )
+        .await
+    }
 }
 
 impl TandemServer {
@@ -390,6 +474,25 @@ impl TandemServer {
             handlers::inline_completion::handle_inline_completion(self, params),
         )
         .await
+    }
+
+    /// Handler of the custom `tandem/explain` request.
+    async fn explain(
+        &self,
+        params: code_actions::explain::ExplainParams,
+    ) -> jsonrpc::Result<code_actions::explain::ExplainResult> {
+        catch_request_panic(
+            "tandem/explain",
+            handlers::explain::handle_explain(self, params),
+        )
+        .await
+    }
+
+    /// Handler of `window/workDoneProgress/cancel`, which tower-lsp does not route.
+    async fn work_done_progress_cancel(&self, params: WorkDoneProgressCancelParams) {
+        catch_notification_panic("window/workDoneProgress/cancel", || {
+            handlers::explain::handle_work_done_progress_cancel(self, params)
+        });
     }
 
     /// A request that always panics, to test that panics become `InternalError`.
@@ -412,6 +515,11 @@ pub fn build_service(
         .custom_method(
             "textDocument/inlineCompletion",
             TandemServer::inline_completion,
+        )
+        .custom_method("tandem/explain", TandemServer::explain)
+        .custom_method(
+            "window/workDoneProgress/cancel",
+            TandemServer::work_done_progress_cancel,
         );
     #[cfg(test)]
     let builder = builder.custom_method("tandem/testPanic", TandemServer::test_panic);

@@ -11,6 +11,27 @@ pub(crate) fn position(position: LspPosition) -> Position {
     Position::new(position.line, position.character)
 }
 
+/// The position of a byte offset the server computed itself (an edit's bounds); an
+/// offset inside a character or a CRLF moves back to the nearest position before it.
+pub(crate) fn position_at(
+    rope: &ropey::Rope,
+    offset: usize,
+    encoding: PositionEncoding,
+) -> Position {
+    let mut offset = offset.min(rope.len_bytes());
+    loop {
+        match crate::document::position::position_of(
+            rope,
+            crate::document::ByteOffset(offset),
+            encoding,
+        ) {
+            Ok(found) => return position(found),
+            Err(_) if offset > 0 => offset -= 1,
+            Err(_) => return Position::default(),
+        }
+    }
+}
+
 pub(crate) fn inline_position(position: LspPosition) -> tandem_shared::inline_completion::Position {
     tandem_shared::inline_completion::Position {
         line: position.line,

@@ -16,4 +16,6 @@ pub(crate) mod redaction;
 mod tests;
 
 pub(crate) use exclusion::ExclusionRules;
-pub(crate) use redaction::{redact, redact_around_cursor, scrub_suggestion};
+pub(crate) use redaction::{
+    mask, redact, redact_around_cursor, scrub_suggestion, Masked, UnmaskError,
+};

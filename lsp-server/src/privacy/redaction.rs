@@ -169,6 +169,113 @@ pub(crate) fn redact_around_cursor(prefix: &str, suffix: &str) -> (String, Strin
     (redacted_prefix, redacted_suffix, spans.len())
 }
 
+/// Text sent for an edit, with its secrets masked, remembering them so the edited text
+/// the model sends back can get them back where it kept their placeholders.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Masked {
+    /// The text with each secret replaced by its placeholder.
+    pub(crate) text: String,
+    /// Each secret's kind and text, in order.
+    secrets: Vec<(SecretKind, String)>,
+}
+
+impl std::fmt::Debug for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masked")
+            .field("text", &self.text)
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
+/// Why an edited text cannot get its secrets back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnmaskError {
+    /// Placeholders were dropped, added or duplicated: which secret goes where is unknown.
+    #[error("the answer changed the redacted secrets (`{placeholder}` {found} times instead of {expected})")]
+    PlaceholdersChanged {
+        placeholder: String,
+        expected: usize,
+        found: usize,
+    },
+    /// The answer holds a credential of its own, which must never be typed into code.
+    #[error("the answer contains what looks like a credential ({kind})")]
+    NewSecret { kind: &'static str },
+}
+
+/// Masks the secrets of `text` for an edit ([`Masked::unmask`] puts them back).
+pub(crate) fn mask(text: &str) -> Masked {
+    let spans = find_secrets(text);
+    Masked {
+        text: replace_spans(text, &spans, 0..text.len()),
+        secrets: spans
+            .iter()
+            .map(|span| (span.kind, text[span.start..span.end].to_owned()))
+            .collect(),
+    }
+}
+
+impl Masked {
+    /// How many secrets were masked.
+    pub(crate) fn count(&self) -> usize {
+        self.secrets.len()
+    }
+
+    /// `answer` (an edited version of the masked text) with each placeholder replaced by
+    /// the secret it stood for, in order, per kind. Refused when the placeholders of a
+    /// kind are not exactly those sent, or the answer brings a credential of its own.
+    pub(crate) fn unmask(&self, answer: &str) -> Result<String, UnmaskError> {
+        if let Some(span) = find_secrets(answer).first() {
+            return Err(UnmaskError::NewSecret {
+                kind: span.kind.as_str(),
+            });
+        }
+        let mut kinds: Vec<SecretKind> = Vec::new();
+        for (kind, _) in &self.secrets {
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        let mut restored = answer.to_owned();
+        for kind in kinds {
+            let placeholder = kind.placeholder();
+            let originals: Vec<&str> = self
+                .secrets
+                .iter()
+                .filter(|(secret_kind, _)| *secret_kind == kind)
+                .map(|(_, secret)| secret.as_str())
+                .collect();
+            let found = restored.matches(&placeholder).count();
+            if found != originals.len() {
+                return Err(UnmaskError::PlaceholdersChanged {
+                    placeholder,
+                    expected: originals.len(),
+                    found,
+                });
+            }
+            let mut pieces = restored.split(&placeholder);
+            let mut next = pieces.next().unwrap_or_default().to_owned();
+            for (piece, original) in pieces.zip(originals) {
+                next.push_str(original);
+                next.push_str(piece);
+            }
+            restored = next;
+        }
+        if let Some(stray) = restored.find(PLACEHOLDER_PREFIX) {
+            // A placeholder of a kind that was never sent.
+            let end = restored[stray..]
+                .find(PLACEHOLDER_SUFFIX)
+                .map_or(restored.len(), |end| stray + end + 1);
+            return Err(UnmaskError::PlaceholdersChanged {
+                placeholder: restored[stray..end].to_owned(),
+                expected: 0,
+                found: 1,
+            });
+        }
+        Ok(restored)
+    }
+}
+
 /// Cuts a model's suggestion before anything that would put a placeholder or a secret into
 /// the user's code; `None` if nothing worth showing is left.
 ///

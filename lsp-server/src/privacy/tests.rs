@@ -497,3 +497,56 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn masked_edits_get_their_secrets_back_in_order() {
+    use super::redaction::{mask, UnmaskError};
+    let first = secret_for("github");
+    let second = secret_for("github-2");
+    let aws = secret_for("aws-id");
+    let code =
+        format!("fn tokens() -> [&str; 3] {{\n    [\"{first}\", \"{second}\", \"{aws}\"]\n}}\n");
+    let masked = mask(&code);
+    assert_eq!(masked.count(), 3);
+    assert!(
+        !masked.text.contains(&first) && !masked.text.contains(&aws),
+        "{}",
+        masked.text
+    );
+    // The model reformats the code and keeps the placeholders in place.
+    let answer = masked.text.replace("fn tokens()", "pub fn tokens()");
+    let restored = masked.unmask(&answer).unwrap();
+    assert_eq!(restored, code.replace("fn tokens()", "pub fn tokens()"));
+
+    // A dropped placeholder cannot be mapped back.
+    let dropped = masked.text.replacen("<redacted:github-token>", "\"\"", 1);
+    assert!(matches!(
+        masked.unmask(&dropped),
+        Err(UnmaskError::PlaceholdersChanged {
+            expected: 2,
+            found: 1,
+            ..
+        })
+    ));
+    // Nor can a placeholder of a kind never sent.
+    let invented = format!("{}\n// <redacted:jwt>\n", masked.text);
+    assert!(matches!(
+        masked.unmask(&invented),
+        Err(UnmaskError::PlaceholdersChanged { expected: 0, .. })
+    ));
+    // A credential the model typed itself is refused.
+    let typed = format!(
+        "{}\nconst K: &str = \"{}\";\n",
+        masked.text,
+        secret_for("stripe-live")
+    );
+    assert!(matches!(
+        masked.unmask(&typed),
+        Err(UnmaskError::NewSecret { .. })
+    ));
+    // Text without secrets passes through.
+    assert_eq!(
+        mask("let x = 1;").unmask("let x = 2;").unwrap(),
+        "let x = 2;"
+    );
+}

@@ -46,7 +46,13 @@ pub(crate) fn text_of(rope: &Rope, range: std::ops::Range<usize>) -> String {
 /// `text` with every run of whitespace collapsed to one space, trimmed, and cut to
 /// [`MAX_SIGNATURE_CHARS`] (an ellipsis marks the cut).
 pub(crate) fn normalize_whitespace(text: &str) -> String {
-    let mut normalized = String::with_capacity(text.len().min(MAX_SIGNATURE_CHARS * 4));
+    collapse_whitespace(text, MAX_SIGNATURE_CHARS)
+}
+
+/// `text` with every run of whitespace collapsed to one space, trimmed, and cut to
+/// `max_chars` (an ellipsis marks the cut). Reads no further than it keeps.
+pub(crate) fn collapse_whitespace(text: &str, max_chars: usize) -> String {
+    let mut normalized = String::with_capacity(text.len().min(max_chars * 4));
     let mut chars = 0;
     for word in text.split_whitespace() {
         if !normalized.is_empty() {
@@ -54,7 +60,7 @@ pub(crate) fn normalize_whitespace(text: &str) -> String {
             chars += 1;
         }
         for ch in word.chars() {
-            if chars >= MAX_SIGNATURE_CHARS {
+            if chars >= max_chars {
                 normalized.push('…');
                 return normalized;
             }

@@ -13,6 +13,7 @@ pub(crate) fn handle_initialize(
 ) -> InitializeResult {
     let encoding = from_proto::position_encoding(&params.capabilities);
     let roots = from_proto::workspace_roots(&params);
+    let client = from_proto::client_support(&params.capabilities);
     let (initialization, warnings) = SettingsLayer::parse(params.initialization_options.as_ref());
     for warning in warnings {
         tracing::warn!(%warning, "initializationOptions");
@@ -24,9 +25,10 @@ pub(crate) fn handle_initialize(
             .unwrap_or_else(PoisonError::into_inner);
         config.encoding = encoding;
         config.roots = roots;
+        config.client = client;
         config.initialization = initialization;
     }
-    tracing::info!(?encoding, "initialize");
+    tracing::info!(?encoding, ?client, "initialize");
     InitializeResult {
         capabilities: capabilities::server_capabilities(encoding),
         server_info: Some(ServerInfo {

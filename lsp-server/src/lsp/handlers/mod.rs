@@ -1,10 +1,14 @@
 //! One file per LSP method; the shared path from a cursor to a suggestion lives here.
 
+pub(crate) mod code_action;
+pub(crate) mod code_action_resolve;
 pub(crate) mod completion;
 pub(crate) mod did_change;
 pub(crate) mod did_change_configuration;
 pub(crate) mod did_close;
 pub(crate) mod did_open;
+pub(crate) mod execute_command;
+pub(crate) mod explain;
 pub(crate) mod initialize;
 pub(crate) mod inline_completion;
 
@@ -17,7 +21,7 @@ use super::error::HandlerError;
 use super::{from_proto, RequestConfig, TandemServer};
 use crate::cloud::{CloudError, CloudTarget};
 use crate::context::assemble::{self, RecentRegion};
-use crate::context::neighbors::IndexJob;
+use crate::context::neighbors::{IndexJob, IndexedDocument};
 use crate::document::{position, ByteOffset, DocumentSnapshot, LspPosition, PositionEncoding};
 use crate::engine::{RequestKey, Shown, Stream};
 use crate::postprocess::{self, PostprocessInput};
@@ -157,18 +161,9 @@ fn build_request(
 ) -> PreparedRequest {
     let uri = snapshot.uri.as_str();
     let limits = config.limits;
-    let tier_limit = server
-        .tier_budget
-        .limit(&server.cloud, target, &config.credentials);
-    let max_tokens = limits
-        .max_context_tokens
-        .map_or(tier_limit, |local| local.min(tier_limit));
+    let max_tokens = context_budget(server, config, target);
 
-    let open = server.documents.snapshots();
-    index_other_documents(server, uri, &open, &config.roots);
-    let open_uris: HashSet<&str> = open.iter().map(|other| other.uri.as_str()).collect();
-    let neighbors = server.neighbors.others(uri, &open_uris);
-    let recent_edits = recent_regions(server, uri, &open, &config.roots);
+    let (neighbors, recent_edits) = context_sources(server, uri, &config.roots);
 
     let mut decided: HashMap<String, bool> = HashMap::new();
     let mut allowed = |candidate: &str| {
@@ -229,6 +224,36 @@ fn build_request(
         language,
         mode,
     }
+}
+
+/// What other open documents offer a request about `uri`: their indexes (definitions,
+/// similar code) and the recently edited regions. Queues stale indexes for next time.
+pub(crate) fn context_sources(
+    server: &TandemServer,
+    uri: &str,
+    roots: &[std::path::PathBuf],
+) -> (Vec<Arc<IndexedDocument>>, Vec<RecentRegion>) {
+    let open = server.documents.snapshots();
+    index_other_documents(server, uri, &open, roots);
+    let open_uris: HashSet<&str> = open.iter().map(|other| other.uri.as_str()).collect();
+    let neighbors = server.neighbors.others(uri, &open_uris);
+    let recent_edits = recent_regions(server, uri, &open, roots);
+    (neighbors, recent_edits)
+}
+
+/// The tier's context budget, capped by the settings' own.
+pub(crate) fn context_budget(
+    server: &TandemServer,
+    config: &RequestConfig,
+    target: &CloudTarget,
+) -> u32 {
+    let tier_limit = server
+        .tier_budget
+        .limit(&server.cloud, target, &config.credentials);
+    config
+        .limits
+        .max_context_tokens
+        .map_or(tier_limit, |local| local.min(tier_limit))
 }
 
 /// Queues the other open documents whose index is missing or stale. The document being

@@ -1,0 +1,121 @@
+//! `workspace/executeCommand`: `tandem.explain` (explain with progress, then show the
+//! result) and `tandem.applyAction` (an action's edit through `workspace/applyEdit`, for
+//! clients that cannot resolve edits).
+
+use serde_json::Value;
+use tower_lsp::jsonrpc;
+use tower_lsp::lsp_types::request::WorkDoneProgressCreate;
+use tower_lsp::lsp_types::{
+    ExecuteCommandParams, MessageType, NumberOrString, TextDocumentIdentifier,
+    WorkDoneProgressCreateParams,
+};
+
+use super::code_action_resolve::report;
+use crate::lsp::code_actions::explain::{self, ExplainArgument, ExplainParams};
+use crate::lsp::code_actions::progress::Progress;
+use crate::lsp::code_actions::{apply, ActionData, ActionError, APPLY_COMMAND, EXPLAIN_COMMAND};
+use crate::lsp::TandemServer;
+
+pub(crate) async fn handle_execute_command(
+    server: &TandemServer,
+    params: ExecuteCommandParams,
+) -> jsonrpc::Result<Option<Value>> {
+    let argument = params.arguments.into_iter().next().unwrap_or(Value::Null);
+    match params.command.as_str() {
+        EXPLAIN_COMMAND => {
+            let argument: ExplainArgument = serde_json::from_value(argument)
+                .map_err(|error| ActionError::BadData(error.to_string()).to_jsonrpc())?;
+            run_explain(server, argument).await
+        }
+        APPLY_COMMAND => {
+            let data: ActionData = serde_json::from_value(argument)
+                .map_err(|error| ActionError::BadData(error.to_string()).to_jsonrpc())?;
+            let edit = match apply::edit_for(server, &data).await {
+                Ok(edit) => edit,
+                Err(error) => return Err(report(server, &data, error).await),
+            };
+            if apply::needs_missing_support(&edit, server.request_config().client) {
+                let error = ActionError::CannotCreateFiles(data.uri.clone());
+                return Err(report(server, &data, error).await);
+            }
+            let applied = server.client.apply_edit(edit).await?;
+            if !applied.applied {
+                let reason = applied.failure_reason.unwrap_or_default();
+                tracing::warn!(%reason, "the client did not apply the edit");
+            }
+            Ok(Some(Value::Bool(applied.applied)))
+        }
+        other => Err(jsonrpc::Error::invalid_params(format!(
+            "unknown command `{other}`; Tandem runs {EXPLAIN_COMMAND} and {APPLY_COMMAND}"
+        ))),
+    }
+}
+
+/// Explains with cancellable work-done progress when the client shows it, then shows the
+/// explanation; answers with it too, for plugins that run the command themselves.
+async fn run_explain(
+    server: &TandemServer,
+    argument: ExplainArgument,
+) -> jsonrpc::Result<Option<Value>> {
+    let token = progress_token(server).await;
+    let cancelled = token
+        .as_ref()
+        .map(|token| server.progress_cancellation(token));
+    let params = ExplainParams {
+        text_document: TextDocumentIdentifier { uri: argument.uri },
+        range: argument.range,
+        position: None,
+        question: argument.question,
+        work_done_token: token.clone(),
+        partial_result_token: None,
+    };
+    let mut progress = Progress::new(server.client.clone(), token.clone(), None);
+    let result = match &cancelled {
+        Some(cancelled) => {
+            tokio::select! {
+                result = explain::explain(server, &params, &mut progress) => Some(result),
+                () = cancelled.notified() => None,
+            }
+        }
+        None => Some(explain::explain(server, &params, &mut progress).await),
+    };
+    if let Some(token) = &token {
+        server.forget_progress(token);
+    }
+    let Some(result) = result else {
+        // Cancelled from the progress UI: the stream was dropped with the future.
+        progress.end("cancelled").await;
+        return Ok(None);
+    };
+    match result {
+        Ok(explained) => {
+            explain::show(server, &explained).await;
+            Ok(serde_json::to_value(&explained).ok())
+        }
+        Err(error) => {
+            let answer = error.to_jsonrpc();
+            if error.is_worth_showing() {
+                server
+                    .client
+                    .show_message(MessageType::ERROR, answer.message.to_string())
+                    .await;
+            }
+            Err(answer)
+        }
+    }
+}
+
+/// A new work-done progress token, when the client supports server-initiated progress.
+async fn progress_token(server: &TandemServer) -> Option<NumberOrString> {
+    if !server.request_config().client.work_done_progress {
+        return None;
+    }
+    let token = NumberOrString::String(server.next_progress_token());
+    let created = server
+        .client
+        .send_request::<WorkDoneProgressCreate>(WorkDoneProgressCreateParams {
+            token: token.clone(),
+        })
+        .await;
+    created.ok().map(|()| token)
+}
