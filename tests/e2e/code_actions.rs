@@ -537,3 +537,72 @@ async fn the_explain_command_shows_a_markdown_document() {
     std::fs::remove_file(path).ok();
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_cannot_resolve_edits_get_them_through_apply_edit() {
+    let provider = ProviderFixture::start().await.expect("provider fixture");
+    let options = CloudOptions::with_provider(ProviderConfig::ollama(&provider, MODEL));
+    // Code action literals, but no `resolveSupport` and no `documentChanges`.
+    let capabilities = json!({
+        "workspace": {"applyEdit": true},
+        "textDocument": {"codeAction": {"codeActionLiteralSupport": {"codeActionKind":
+            {"valueSet": ["", "quickfix", "refactor", "refactor.rewrite"]}}}},
+    });
+    let stack =
+        Stack::start_with_capabilities(options, Some(provider), false, json!({}), capabilities)
+            .await;
+    let encoding = stack.lsp.encoding();
+    let uri = open(&stack, "src/math.rs", "rust", RUST).await;
+    let model = TextModel::new(RUST);
+    stack
+        .provider()
+        .reply_with_text("pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}");
+    let problems = diagnostic(&model, encoding);
+    let range = range_at(&model, "    a -", encoding);
+    let actions = code_actions(&stack, &uri, range, problems.clone(), None).await;
+    let fix = find(&actions, "Tandem: Fix");
+    assert!(fix.get("data").is_none(), "{fix}");
+    let command = &fix["command"];
+    assert_eq!(command["command"], "tandem.applyAction");
+    assert_eq!(stack.provider().request_count(), 0);
+
+    let applied = stack
+        .lsp
+        .request(
+            "workspace/executeCommand",
+            json!({"command": command["command"], "arguments": command["arguments"]}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("executeCommand: {error}\n{}", stack.logs()));
+    assert_eq!(applied, true);
+    let edits: Vec<Value> = stack
+        .lsp
+        .server_requests()
+        .into_iter()
+        .filter(|request| request.method == "workspace/applyEdit")
+        .map(|request| request.params["edit"]["changes"][uri.as_str()].clone())
+        .collect();
+    assert_eq!(edits.len(), 1, "{edits:?}");
+    let mut fixed = model.clone();
+    apply(&mut fixed, edits[0].as_array().unwrap(), encoding);
+    assert_eq!(fixed.text(), RUST.replace("a - b", "a + b"));
+
+    // Explain carries the problems in its range along to the model.
+    stack
+        .provider()
+        .reply_with_text("It subtracts, which the lint flags.");
+    let explain = find(&actions, "Tandem: Explain")["command"].clone();
+    assert_eq!(explain["arguments"][0]["diagnostics"], problems);
+    stack
+        .lsp
+        .request(
+            "workspace/executeCommand",
+            json!({"command": explain["command"], "arguments": explain["arguments"]}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("executeCommand: {error}\n{}", stack.logs()));
+    let sent = stack.provider().requests().pop().unwrap();
+    let (_, user) = &sent.turns()[0];
+    assert!(user.contains("`add` subtracts its arguments"), "{user}");
+    stack.shutdown().await;
+}

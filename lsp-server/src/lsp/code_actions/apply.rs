@@ -312,7 +312,7 @@ pub(crate) fn byte_range(
     start.0.min(end.0)..start.0.max(end.0)
 }
 
-fn chat_diagnostic(diagnostic: &Diagnostic) -> ChatDiagnostic {
+pub(super) fn chat_diagnostic(diagnostic: &Diagnostic) -> ChatDiagnostic {
     let severity = diagnostic.severity.map(|severity| {
         match severity {
             DiagnosticSeverity::ERROR => "error",

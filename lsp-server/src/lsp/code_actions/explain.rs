@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tandem_shared::ChatTask;
 use tower_lsp::lsp_types::{
-    MessageType, NumberOrString, Position, Range, ShowDocumentParams, TextDocumentIdentifier, Url,
+    Diagnostic, MessageType, NumberOrString, Position, Range, ShowDocumentParams,
+    TextDocumentIdentifier, Url,
 };
 
-use super::apply::{byte_range, chat_target};
+use super::apply::{byte_range, chat_diagnostic, chat_target};
 use super::progress::Progress;
 use super::ActionError;
 use crate::actions::request::{chat_request, ChatInputs};
@@ -33,6 +34,9 @@ pub(crate) struct ExplainParams {
     /// What to focus on.
     #[serde(default)]
     pub(crate) question: Option<String>,
+    /// Problems the editor reports in the code, for the explanation to account for.
+    #[serde(default)]
+    pub(crate) diagnostics: Vec<Diagnostic>,
     #[serde(default)]
     pub(crate) work_done_token: Option<NumberOrString>,
     /// When set, the text is sent as it streams: `$/progress` with `{"markdown": piece}`.
@@ -48,6 +52,8 @@ pub(crate) struct ExplainArgument {
     pub(crate) range: Option<Range>,
     #[serde(default)]
     pub(crate) question: Option<String>,
+    #[serde(default)]
+    pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
 /// The result of `tandem/explain`.
@@ -139,7 +145,7 @@ pub(crate) async fn explain(
         language_id: &snapshot.language_id,
         path,
         range,
-        diagnostics: Vec::new(),
+        diagnostics: params.diagnostics.iter().map(chat_diagnostic).collect(),
         question: params
             .question
             .clone()

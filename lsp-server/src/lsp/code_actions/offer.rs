@@ -71,7 +71,7 @@ pub(crate) fn actions(
     };
     if let Some((range, what)) = &explained {
         if wanted(&CodeActionKind::EMPTY) {
-            offered.push(offer.explain(range.clone(), what));
+            offered.push(offer.explain(range.clone(), what, &params.context.diagnostics));
         }
     }
 
@@ -158,14 +158,24 @@ impl Offer<'_> {
     }
 
     /// Explain runs as a command: nothing is asked of the model until it is executed.
-    fn explain(&self, range: std::ops::Range<usize>, what: &str) -> CodeActionOrCommand {
+    /// The problems reported in the range go along, so the explanation accounts for them.
+    fn explain(
+        &self,
+        range: std::ops::Range<usize>,
+        what: &str,
+        diagnostics: &[tower_lsp::lsp_types::Diagnostic],
+    ) -> CodeActionOrCommand {
+        let mut argument = json!({
+            "uri": self.snapshot.uri,
+            "range": self.range(range),
+        });
+        if !diagnostics.is_empty() {
+            argument["diagnostics"] = json!(diagnostics);
+        }
         let command = Command {
             title: format!("Tandem: Explain {what}"),
             command: EXPLAIN_COMMAND.to_owned(),
-            arguments: Some(vec![json!({
-                "uri": self.snapshot.uri,
-                "range": self.range(range),
-            })]),
+            arguments: Some(vec![argument]),
         };
         if !self.client.action_literals {
             return CodeActionOrCommand::Command(command);

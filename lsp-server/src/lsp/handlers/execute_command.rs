@@ -66,6 +66,7 @@ async fn run_explain(
         range: argument.range,
         position: None,
         question: argument.question,
+        diagnostics: argument.diagnostics,
         work_done_token: token.clone(),
         partial_result_token: None,
     };
