@@ -27,7 +27,8 @@ pub mod engine;
 // Public (hidden) only so the criterion benches can time edits and re-parses.
 #[doc(hidden)]
 pub mod bench_api {
-    //! Entry points for `benches/document.rs`; not an API.
+    //! Entry points for `benches/document.rs` and `benches/actions.rs`; not an API.
+    pub use crate::actions::bench::ActionsBench;
     pub use crate::document::bench::DocumentBench;
 }
 pub(crate) mod lsp;

@@ -185,7 +185,8 @@ fn instruction(request: &ChatRequest) -> String {
             let convention = test_convention(language).unwrap_or("the language's usual test style");
             let form = match test_placement(language, &request.path) {
                 Some(TestPlacement::EndOfFile) => {
-                    "Reply with only the test code, which is appended to the end of this file"
+                    "Reply with only the test code, which is appended to the end of this file \
+                     (if the file already has a module of that name, name yours differently)"
                         .to_owned()
                 }
                 Some(TestPlacement::File(path)) => format!(

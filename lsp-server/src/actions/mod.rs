@@ -2,6 +2,8 @@
 //! the request for it ([`request`]), and from the model's answer to a validated edit
 //! ([`edit`], built on minimal edits in [`diff`] and the syntax check in [`validate`]).
 
+#[doc(hidden)]
+pub mod bench;
 pub(crate) mod diff;
 pub(crate) mod edit;
 pub(crate) mod request;

@@ -113,6 +113,9 @@ pub(crate) fn chat_request(
             max_tokens: left - estimate(&suffix),
             neighbors: inputs.neighbors,
             recent_edits: inputs.recent_edits,
+            // Definitions of what the code uses, all of it (nearest the top first).
+            identifier_lines: (text.byte_to_line(end) - text.byte_to_line(start))
+                .max(assemble::IDENTIFIER_LINES),
         },
         allowed,
     );

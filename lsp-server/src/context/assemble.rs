@@ -32,7 +32,7 @@ use crate::privacy;
 use crate::syntax;
 
 /// Lines around the cursor whose identifiers are looked up in other documents.
-const IDENTIFIER_LINES: usize = 8;
+pub(crate) const IDENTIFIER_LINES: usize = 8;
 const MAX_DEFINITIONS: usize = 8;
 const MAX_SIMILAR: usize = 3;
 /// Windows less similar than this are noise (Copilot's neighbouring tabs use a similar
@@ -56,6 +56,10 @@ pub(crate) struct Inputs<'a> {
     pub(crate) neighbors: &'a [Arc<IndexedDocument>],
     /// Recently edited regions, most recent first.
     pub(crate) recent_edits: &'a [RecentRegion],
+    /// Lines above and below the cursor whose identifiers are looked up in other
+    /// documents: [`IDENTIFIER_LINES`] for a completion, the whole function for an action
+    /// on it.
+    pub(crate) identifier_lines: usize,
 }
 
 /// A recently edited line of an open document.
@@ -247,7 +251,8 @@ fn add_definitions(
     if inputs.neighbors.is_empty() {
         return;
     }
-    let identifiers = syntax::identifiers_near(&syntax.tree, inputs.text, cursor, IDENTIFIER_LINES);
+    let identifiers =
+        syntax::identifiers_near(&syntax.tree, inputs.text, cursor, inputs.identifier_lines);
     for identifier in identifiers {
         for neighbor in inputs.neighbors {
             let snippets = neighbor.definitions.get(&identifier);
@@ -427,6 +432,7 @@ mod tests {
                 max_tokens,
                 neighbors,
                 recent_edits,
+                identifier_lines: IDENTIFIER_LINES,
             },
             &mut |uri| {
                 asked.insert(uri.to_owned());

@@ -181,6 +181,7 @@ fn build_request(
             max_tokens,
             neighbors: &neighbors,
             recent_edits: &recent_edits,
+            identifier_lines: assemble::IDENTIFIER_LINES,
         },
         &mut allowed,
     );
