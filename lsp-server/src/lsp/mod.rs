@@ -44,7 +44,7 @@ use crate::context::neighbors::NeighborIndex;
 use crate::credentials::{
     self, CredentialSources, Credentials, CredentialsFileCache, PartialCredentials,
 };
-use crate::document::{DocumentStore, PositionEncoding};
+use crate::document::{DocumentSnapshot, DocumentStore, PositionEncoding, StoreError, SyntaxTree};
 use crate::engine::CompletionEngine;
 use crate::privacy::ExclusionRules;
 use crate::settings::{Limits, SettingsLayer};
@@ -128,6 +128,10 @@ pub struct TandemServer {
     /// UI's cancel button can stop them.
     progress_cancellations: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     next_progress: AtomicU64,
+    /// The tree of the last document code actions were asked for, when the store keeps
+    /// none for it (a large file only read): editors ask for actions on every cursor
+    /// move, and one parse per version is enough.
+    action_tree: Mutex<Option<(String, i32, SyntaxTree)>>,
 }
 
 impl TandemServer {
@@ -190,6 +194,54 @@ impl TandemServer {
             tier_budget: tier_budget::TierBudget::default(),
             progress_cancellations: Mutex::new(HashMap::new()),
             next_progress: AtomicU64::new(1),
+            action_tree: Mutex::new(None),
+        }
+    }
+
+    /// A snapshot with its syntax tree for code actions: the store's tree when it keeps
+    /// one, else the one parsed for the previous action on this version.
+    fn action_snapshot(&self, uri: &str) -> Result<DocumentSnapshot, StoreError> {
+        let snapshot = self.documents.snapshot(uri)?;
+        if snapshot.syntax.is_some() {
+            return Ok(snapshot);
+        }
+        {
+            let cached = self
+                .action_tree
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((cached_uri, version, tree)) = cached.as_ref() {
+                if cached_uri == uri && *version == snapshot.version {
+                    return Ok(DocumentSnapshot {
+                        syntax: Some(tree.clone()),
+                        ..snapshot
+                    });
+                }
+            }
+        }
+        let snapshot = self.documents.snapshot_with_syntax(uri)?;
+        let mut cached = self
+            .action_tree
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *cached = snapshot
+            .syntax
+            .clone()
+            .map(|tree| (uri.to_owned(), snapshot.version, tree));
+        Ok(snapshot)
+    }
+
+    /// Drops the code-action tree of a closed document.
+    fn forget_action_tree(&self, uri: &str) {
+        let mut cached = self
+            .action_tree
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cached
+            .as_ref()
+            .is_some_and(|(cached_uri, _, _)| cached_uri == uri)
+        {
+            *cached = None;
         }
     }
 

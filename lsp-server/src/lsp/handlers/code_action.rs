@@ -13,7 +13,7 @@ pub(crate) fn handle_code_action(
     params: CodeActionParams,
 ) -> Result<Option<CodeActionResponse>, HandlerError> {
     let uri = params.text_document.uri.as_str();
-    let snapshot = server.documents.snapshot_with_syntax(uri)?;
+    let snapshot = server.action_snapshot(uri)?;
     let config = server.request_config();
     // An excluded document is never sent, so nothing can be offered for it.
     if server.is_excluded(uri, &config.roots) {

@@ -10,6 +10,7 @@ pub(crate) fn handle_did_close(server: &TandemServer, params: DidCloseTextDocume
     // Requests still running for the document end as superseded.
     server.engine.forget(uri.as_str());
     server.neighbors.forget(uri.as_str());
+    server.forget_action_tree(uri.as_str());
     if !server.documents.close(uri.as_str()) {
         tracing::debug!(%uri, "didClose for a document that was not open");
     }

@@ -1,5 +1,6 @@
 //! In-process tests of the language server over real LSP framing.
 
+mod action_tree;
 mod fixture;
 mod harness;
 mod ordering;
