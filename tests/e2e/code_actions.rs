@@ -113,6 +113,26 @@ fn apply(model: &mut TextModel, edits: &[Value], encoding: Encoding) {
     }
 }
 
+/// Every `$/progress` so far, once one of `kind` for `token` has arrived (notifications
+/// may arrive just after the response they belong to).
+async fn wait_for_progress(stack: &Stack, token: &Value, kind: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let progress = stack.lsp.notifications("$/progress");
+        if progress
+            .iter()
+            .any(|note| note["token"] == *token && note["value"]["kind"] == kind)
+        {
+            return progress;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no `{kind}` progress for {token}: {progress:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn open(stack: &Stack, path: &str, language: &str, text: &str) -> String {
     let uri = stack.lsp.uri(path);
     stack.lsp.did_open(&uri, language, 1, text).await.unwrap();
@@ -416,18 +436,7 @@ async fn explanations_stream_and_stop_when_cancelled() {
         .unwrap_or_else(|error| panic!("tandem/explain: {error}\n{}", stack.logs()));
     assert_eq!(result["markdown"], markdown);
     assert_eq!(result["title"], "Explanation of `add`");
-    // The last progress notification may arrive just after the response.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let progress = loop {
-        let progress = stack.lsp.notifications("$/progress");
-        let ended = progress
-            .iter()
-            .any(|note| note["token"] == "work-1" && note["value"]["kind"] == "end");
-        if ended || tokio::time::Instant::now() > deadline {
-            break progress;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let progress = wait_for_progress(&stack, &json!("work-1"), "end").await;
     let pieces: String = progress
         .iter()
         .filter(|note| note["token"] == "partial-1")
@@ -604,5 +613,75 @@ async fn clients_that_cannot_resolve_edits_get_them_through_apply_edit() {
     let sent = stack.provider().requests().pop().unwrap();
     let (_, user) = &sent.turns()[0];
     assert!(user.contains("`add` subtracts its arguments"), "{user}");
+    stack.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_explain_command_stops_when_its_progress_is_cancelled() {
+    let stack = stack().await;
+    let encoding = stack.lsp.encoding();
+    let uri = open(&stack, "src/math.rs", "rust", RUST).await;
+    let model = TextModel::new(RUST);
+    let provider = stack.provider();
+    provider.reply_with_text("word ".repeat(400));
+    provider.set_chunk_delay(Duration::from_millis(20));
+    let pending = stack
+        .lsp
+        .start_request(
+            "workspace/executeCommand",
+            json!({"command": "tandem.explain", "arguments": [{
+                "uri": uri, "range": model.range_of("a - b", encoding),
+            }]}),
+        )
+        .await
+        .unwrap();
+    // The server created a progress token and reports the text as it is written.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let token = loop {
+        let reports: Vec<Value> = stack
+            .lsp
+            .notifications("$/progress")
+            .into_iter()
+            .filter(|note| note["value"]["kind"] == "report")
+            .collect();
+        if let Some(report) = reports.last() {
+            let message = report["value"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("word"), "{report}");
+            break report["token"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress\n{}",
+            stack.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let begin = stack
+        .lsp
+        .notifications("$/progress")
+        .into_iter()
+        .find(|note| note["token"] == token && note["value"]["kind"] == "begin")
+        .expect("a begin");
+    assert_eq!(begin["value"]["cancellable"], true);
+
+    stack
+        .lsp
+        .notify("window/workDoneProgress/cancel", json!({"token": token}))
+        .await
+        .unwrap();
+    assert_eq!(pending.response().await.unwrap(), Value::Null);
+    provider
+        .wait_for_abandoned_streams(1, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", stack.logs()));
+    wait_for_progress(&stack, &token, "end").await;
+    assert!(
+        !stack
+            .lsp
+            .server_requests()
+            .iter()
+            .any(|request| request.method == "window/showDocument"),
+        "nothing is shown for a cancelled explanation"
+    );
     stack.shutdown().await;
 }

@@ -52,7 +52,7 @@ pub(crate) fn normalize_whitespace(text: &str) -> String {
 /// `text` with every run of whitespace collapsed to one space, trimmed, and cut to
 /// `max_chars` (an ellipsis marks the cut). Reads no further than it keeps.
 pub(crate) fn collapse_whitespace(text: &str, max_chars: usize) -> String {
-    let mut normalized = String::with_capacity(text.len().min(max_chars * 4));
+    let mut normalized = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
     let mut chars = 0;
     for word in text.split_whitespace() {
         if !normalized.is_empty() {

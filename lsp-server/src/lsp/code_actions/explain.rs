@@ -180,12 +180,12 @@ async fn stream_answer(
     progress: &mut Progress,
 ) -> Result<tandem_shared::ChatResponse, ActionError> {
     let mut events = server.cloud.chat_stream(target, request).await?;
-    let mut written = 0usize;
+    let mut written = String::new();
     while let Some(event) = events.next().await {
         match event? {
             ChatEvent::Delta(text) => {
-                written += text.chars().count();
-                progress.text(&text, written).await;
+                written.push_str(&text);
+                progress.text(&text, &written).await;
             }
             ChatEvent::Done(answer) => return Ok(answer),
         }

@@ -68,9 +68,10 @@ impl Progress {
         self.send(token, ProgressParamsValue::WorkDone(begin)).await;
     }
 
-    /// New text arrived: the text goes out as a partial result; the work-done report
-    /// says how much there is, at most every [`REPORT_INTERVAL`].
-    pub(crate) async fn text(&mut self, delta: &str, total_chars: usize) {
+    /// New text arrived (`delta`, the end of `so_far`): it goes out as a partial
+    /// result; the work-done report shows the end of what is written, at most every
+    /// [`REPORT_INTERVAL`], so a client without partial results still sees it stream.
+    pub(crate) async fn text(&mut self, delta: &str, so_far: &str) {
         if let Some(token) = self.partial.clone() {
             // Partial results of `tandem/explain` are pieces of its `markdown`, in order.
             self.client
@@ -93,7 +94,7 @@ impl Progress {
         self.last_report = Some(now);
         let report = WorkDoneProgress::Report(WorkDoneProgressReport {
             cancellable: None,
-            message: Some(format!("writing… ({total_chars} characters)")),
+            message: Some(tail(so_far)),
             percentage: None,
         });
         self.send(token, ProgressParamsValue::WorkDone(report))
@@ -114,5 +115,41 @@ impl Progress {
         self.client
             .send_notification::<ProgressNotification>(ProgressParams { token, value })
             .await;
+    }
+}
+
+/// The end of `text` as one line: what a progress message has room for.
+fn tail(text: &str) -> String {
+    let collapsed = crate::syntax::collapse_whitespace(text, usize::MAX);
+    let count = collapsed.chars().count();
+    if count <= TAIL_CHARS {
+        return collapsed;
+    }
+    let kept: String = collapsed.chars().skip(count - TAIL_CHARS).collect();
+    format!("…{kept}")
+}
+
+/// Characters of the explanation shown in a progress message.
+const TAIL_CHARS: usize = 80;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_shows_the_end_of_the_text_on_one_line() {
+        assert_eq!(
+            tail(
+                "It adds
+
+`a` and"
+            ),
+            "It adds `a` and"
+        );
+        let long = "word ".repeat(40);
+        let shown = tail(&long);
+        assert!(shown.starts_with('…'));
+        assert_eq!(shown.chars().count(), TAIL_CHARS + 1);
+        assert!(shown.ends_with("word"));
     }
 }
