@@ -267,6 +267,29 @@ mod tests {
     }
 
     #[test]
+    fn java_typescript_and_cpp_items_have_their_names() {
+        let java = "class Calc {\n    /** Adds. */\n    int add(int a, int b) {\n        return $0a + b;\n    }\n}\n";
+        let found = item(Language::Java, java).unwrap();
+        assert_eq!(
+            (found.kind, found.name.as_deref(), found.documented),
+            (ScopeKind::Method, Some("add"), true)
+        );
+        let typescript = "export class Cart {\n  total(items: number[]): number {\n    return $0items.length;\n  }\n}\n";
+        let found = item(Language::TypeScript, typescript).unwrap();
+        assert_eq!(
+            (found.kind, found.name.as_deref()),
+            (ScopeKind::Method, Some("total"))
+        );
+        assert!(!found.documented);
+        let cpp = "int area(int w, int h) {\n    return $0w * h;\n}\n";
+        let found = item(Language::Cpp, cpp).unwrap();
+        assert_eq!(
+            (found.kind, found.name.as_deref()),
+            (ScopeKind::Function, Some("area"))
+        );
+    }
+
+    #[test]
     fn outside_any_item_there_is_none() {
         assert_eq!(item(Language::Rust, "use std::io;$0\n"), None);
         assert_eq!(item(Language::Python, "import os\n$0\n"), None);
