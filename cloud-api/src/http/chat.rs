@@ -6,17 +6,16 @@
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
 use tandem_shared::{ChatDiagnostic, ChatRequest, ChatResponse, ChatTask};
 
 use super::completions::{
-    account, admit, check_no_nul, note_routed, routing_failed, settle, usage_record,
-    validate_context, validate_language, validate_path, validate_sampling, Admitted, Ask,
+    accounted, admit, check_no_nul, settle, usage_record, validate_context, validate_language,
+    validate_path, validate_sampling, with_quota, Admitted, Ask,
 };
-use super::{quota_headers, streaming};
+use super::streaming;
 use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
@@ -214,19 +213,10 @@ async fn answer(
     let routed = state
         .router
         .chat_with_fallback(plan, prompt, plan.budget())
-        .await
-        .map_err(|failure| routing_failed(state, caller, &admitted, record, failure))?;
-    note_routed(state, &routed.attempts, &routed.provider);
-    record.provider = Some(routed.provider.clone());
-    let usage = account(
-        state,
-        caller,
-        admitted.reservation(),
-        &routed.completion,
-        record,
-    );
+        .await;
+    let (routed, usage) = accounted(state, caller, &admitted, record, routed)?;
     let completion = routed.completion;
-    let mut response = Json(ChatResponse {
+    let response = Json(ChatResponse {
         id: record.request_id.clone(),
         task,
         text: completion.text,
@@ -234,12 +224,8 @@ async fn answer(
         provider: routed.provider,
         model: completion.model,
         usage,
-    })
-    .into_response();
-    let now = Utc::now();
-    let status = state.limiter.status(&caller.user.id, admitted.policy, now);
-    quota_headers::insert(response.headers_mut(), &status, now);
-    Ok(response)
+    });
+    Ok(with_quota(state, caller, &admitted, response))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
 use crate::providers::ProviderCompletion;
-use crate::routing::{Attempt, RoutePlan, RoutingFailure, StreamRequest, Task};
+use crate::routing::{Attempt, RoutePlan, RoutedCompletion, RoutingFailure, StreamRequest, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
 use crate::usage::cost_usd;
@@ -435,20 +435,10 @@ async fn complete(
     let routed = state
         .router
         .complete_with_fallback(plan, request, plan.budget())
-        .await
-        .map_err(|failure| routing_failed(state, caller, &admitted, record, failure))?;
-    note_routed(state, &routed.attempts, &routed.provider);
-    record.provider = Some(routed.provider.clone());
-    let usage = account(
-        state,
-        caller,
-        admitted.reservation(),
-        &routed.completion,
-        record,
-    );
-    let now = Utc::now();
+        .await;
+    let (routed, usage) = accounted(state, caller, &admitted, record, routed)?;
     let completion = routed.completion;
-    let mut response = Json(CompletionResponse {
+    let response = Json(CompletionResponse {
         id: record.request_id.clone(),
         choices: vec![Choice {
             index: 0,
@@ -458,11 +448,46 @@ async fn complete(
         provider: routed.provider,
         model: completion.model,
         usage,
-    })
-    .into_response();
+    });
+    Ok(with_quota(state, caller, &admitted, response))
+}
+
+/// The outcome of asking the providers for a whole answer, accounted for: attempts
+/// counted, the usage worked out and settled, `record` filled in; on failure, what
+/// admission took is given back.
+pub(super) fn accounted(
+    state: &AppState,
+    caller: &AuthUser,
+    admitted: &Admitted<'_>,
+    record: &mut UsageRecord,
+    routed: Result<RoutedCompletion, RoutingFailure>,
+) -> Result<(RoutedCompletion, Usage), AppError> {
+    let routed =
+        routed.map_err(|failure| routing_failed(state, caller, admitted, record, failure))?;
+    note_routed(state, &routed.attempts, &routed.provider);
+    record.provider = Some(routed.provider.clone());
+    let usage = account(
+        state,
+        caller,
+        admitted.reservation(),
+        &routed.completion,
+        record,
+    );
+    Ok((routed, usage))
+}
+
+/// `answer` as a response carrying what is left of the caller's quotas.
+pub(super) fn with_quota(
+    state: &AppState,
+    caller: &AuthUser,
+    admitted: &Admitted<'_>,
+    answer: impl IntoResponse,
+) -> Response {
+    let mut response = answer.into_response();
+    let now = Utc::now();
     let status = state.limiter.status(&caller.user.id, admitted.policy, now);
     quota_headers::insert(response.headers_mut(), &status, now);
-    Ok(response)
+    response
 }
 
 /// Counts a routed request's attempts, and logs a fallback.

@@ -15,7 +15,7 @@ use eventsource_stream::Event;
 use super::stream::{self, Step};
 use super::{
     join_url, ChatPrompt, HttpTarget, PieceStream, Provider, ProviderCompletion, ProviderError,
-    StreamPiece,
+    StreamPiece, WireMessage,
 };
 use crate::prompt;
 use crate::prompt::chat::AnswerCleaner;
@@ -59,14 +59,7 @@ impl AnthropicProvider {
             max_tokens: prompt.max_tokens,
             temperature: prompt.temperature.min(MAX_TEMPERATURE),
             system: &prompt.system,
-            messages: prompt
-                .turns
-                .iter()
-                .map(|turn| Message {
-                    role: turn.role.as_str(),
-                    content: &turn.content,
-                })
-                .collect(),
+            messages: prompt.wire_messages(false),
             stop_sequences: sent_stops,
             stream,
         }
@@ -268,17 +261,11 @@ struct MessagesRequest<'a> {
     max_tokens: u32,
     temperature: f32,
     system: &'a str,
-    messages: Vec<Message<'a>>,
+    messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "<[&str]>::is_empty")]
     stop_sequences: &'a [&'a str],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct Message<'a> {
-    role: &'a str,
-    content: &'a str,
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,7 +440,7 @@ mod tests {
             max_tokens: 7,
             temperature: 0.5,
             system: "sys",
-            messages: vec![Message {
+            messages: vec![WireMessage {
                 role: "user",
                 content: "hole",
             }],

@@ -103,6 +103,31 @@ impl Role {
     }
 }
 
+/// One message as OpenAI, Ollama and Anthropic take it: `{"role", "content"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct WireMessage<'a> {
+    pub(crate) role: &'a str,
+    pub(crate) content: &'a str,
+}
+
+impl ChatPrompt {
+    /// The turns as wire messages, after a `system` message when `with_system` (OpenAI and
+    /// Ollama carry it as the first message; Anthropic in a field of its own).
+    pub(crate) fn wire_messages(&self, with_system: bool) -> Vec<WireMessage<'_>> {
+        let system = with_system.then_some(WireMessage {
+            role: "system",
+            content: &self.system,
+        });
+        system
+            .into_iter()
+            .chain(self.turns.iter().map(|turn| WireMessage {
+                role: turn.role.as_str(),
+                content: &turn.content,
+            }))
+            .collect()
+    }
+}
+
 /// A model server completions can be asked of.
 pub trait Provider: Send + Sync {
     /// The configured name, reported as `provider` in answers.

@@ -10,7 +10,7 @@ use tandem_shared::CompletionRequest;
 use super::stream::{self, Step};
 use super::{
     join_url, max_tokens, temperature, ChatPrompt, HttpTarget, PieceStream, Provider,
-    ProviderCompletion, ProviderError, StreamPiece,
+    ProviderCompletion, ProviderError, StreamPiece, WireMessage,
 };
 use crate::prompt::chat::AnswerCleaner;
 use crate::prompt::{self, Family};
@@ -82,15 +82,9 @@ struct GenerateResponse {
 #[derive(Debug, Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
+    messages: Vec<WireMessage<'a>>,
     stream: bool,
     options: GenerateOptions<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct ChatMessage<'a> {
-    role: &'a str,
-    content: &'a str,
 }
 
 /// A whole `/api/chat` answer.
@@ -191,17 +185,9 @@ impl Provider for OllamaProvider {
 
 impl OllamaProvider {
     fn chat_body<'a>(&'a self, prompt: &'a ChatPrompt, stream: bool) -> ChatRequest<'a> {
-        let system = ChatMessage {
-            role: "system",
-            content: &prompt.system,
-        };
-        let turns = prompt.turns.iter().map(|turn| ChatMessage {
-            role: turn.role.as_str(),
-            content: &turn.content,
-        });
         ChatRequest {
             model: &self.model,
-            messages: std::iter::once(system).chain(turns).collect(),
+            messages: prompt.wire_messages(true),
             stream,
             options: GenerateOptions {
                 num_predict: prompt.max_tokens,

@@ -12,7 +12,7 @@ use eventsource_stream::Event;
 use super::stream::{self, Step};
 use super::{
     join_url, max_tokens, temperature, ChatPrompt, HttpTarget, PieceStream, Provider,
-    ProviderCompletion, ProviderError, StreamPiece,
+    ProviderCompletion, ProviderError, StreamPiece, WireMessage,
 };
 use crate::config::OpenAiEndpoint;
 use crate::prompt::chat::AnswerCleaner;
@@ -113,17 +113,9 @@ impl OpenAiProvider {
         prompt: &'a ChatPrompt,
         stream: Option<StreamFlags>,
     ) -> ChatRequest<'a> {
-        let system = ChatMessage {
-            role: "system",
-            content: &prompt.system,
-        };
-        let turns = prompt.turns.iter().map(|turn| ChatMessage {
-            role: turn.role.as_str(),
-            content: &turn.content,
-        });
         ChatRequest {
             model: &self.model,
-            messages: std::iter::once(system).chain(turns).collect(),
+            messages: prompt.wire_messages(true),
             max_tokens: prompt.max_tokens,
             temperature: prompt.temperature,
             stop: &prompt.stop,
@@ -313,19 +305,13 @@ struct CompletionsRequest<'a> {
 #[derive(Debug, Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
-    messages: Vec<ChatMessage<'a>>,
+    messages: Vec<WireMessage<'a>>,
     max_tokens: u32,
     temperature: f32,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     stream: Option<StreamFlags>,
-}
-
-#[derive(Debug, Serialize)]
-struct ChatMessage<'a> {
-    role: &'a str,
-    content: &'a str,
 }
 
 #[derive(Debug, Deserialize)]
