@@ -9,8 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::SqlitePool;
+use tandem_shared::Scope;
 use tandem_shared::Tier;
 
 use crate::config::{Config, DEFAULT_BIND};
@@ -51,6 +53,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Show the audit log: sign-ins, key creation and revocation, tier changes and
+    /// administrative actions, with who, when and from where.
+    Audit(AuditArgs),
     /// A user's usage, summed per UTC day or per model.
     Usage {
         /// Email of the user.
@@ -73,6 +78,17 @@ pub struct ServeArgs {
     /// Address to listen on, IP:PORT (port 0 picks a free one); default 127.0.0.1:8787.
     #[arg(long, env = "TANDEM_BIND", value_name = "ADDR")]
     pub bind: Option<SocketAddr>,
+}
+
+/// Arguments of `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only what this user did or had done to them (or their keys).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// How many entries, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +124,12 @@ pub enum KeysCommand {
         /// A label to tell keys apart.
         #[arg(long)]
         name: Option<String>,
+        /// What the key may be used for, comma-separated: completions, chat, admin.
+        #[arg(long, value_delimiter = ',', default_value = "completions,chat")]
+        scopes: Vec<Scope>,
+        /// Days until the key stops working; never by default.
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
     },
     /// List a user's keys (never the keys themselves).
     List {
@@ -167,6 +189,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             validate_email(&email)?;
             let pool = open_migrated(database).await?;
             let user = users::create(&pool, &email, tier).await?;
+            audit_cli(
+                &pool,
+                "user.create",
+                &format!("user:{}", user.id),
+                json!({"email": user.email, "tier": user.tier.as_str()}),
+            )
+            .await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(
                 stdout,
@@ -178,7 +207,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users(UsersCommand::SetTier { email, tier }) => {
             let tier = configured_tier(&config, &tier)?;
             let pool = open_migrated(database).await?;
+            let before = users::get_by_email(&pool, &email).await?;
             let user = users::set_tier(&pool, &email, &tier).await?;
+            audit_cli(
+                &pool,
+                "user.set_tier",
+                &format!("user:{}", user.id),
+                json!({"from": before.tier.as_str(), "to": user.tier.as_str()}),
+            )
+            .await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(stdout, "user {} is now on tier {}", user.email, user.tier)?;
             Ok(())
@@ -235,12 +272,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Create { email, name }) => {
+        Command::Keys(KeysCommand::Create {
+            email,
+            name,
+            scopes,
+            expires_in_days,
+        }) => {
             let pool = open_migrated(database).await?;
             let user = users::get_by_email(&pool, &email).await?;
-            let name = name.unwrap_or_else(|| DEFAULT_KEY_NAME.to_owned());
+            let grant = api_keys::KeyGrant {
+                name: name.unwrap_or_else(|| DEFAULT_KEY_NAME.to_owned()),
+                scopes,
+                expires_at: expires_in_days
+                    .map(|days| chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
+            };
             let key = keys::generate();
-            let stored = api_keys::insert(&pool, &user, &name, &key).await?;
+            let stored = api_keys::insert_granted(&pool, &user, &grant, &key).await?;
+            audit_cli(&pool, "key.create", &format!("key:{}", stored.id), json!({"name": stored.name, "scopes": stored.scopes, "expires_at": stored.expires_at})).await?;
             let mut stdout = std::io::stdout().lock();
             writeln!(
                 stdout,
@@ -262,16 +310,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             writeln!(
                 stdout,
-                "{:<36}  {:<16}  {:<10}  {:<20}  {:<20}  STATUS",
+                "{:<36}  {:<16}  {:<10}  {:<20}  {:<20}  SCOPES AND STATUS",
                 "ID", "NAME", "PREFIX", "CREATED", "LAST USED"
             )?;
             let time = |t: chrono::DateTime<chrono::Utc>| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             };
             for key in keys {
-                let status = match key.revoked_at {
-                    Some(at) => format!("revoked {}", time(at)),
-                    None => "active".to_owned(),
+                let scopes = api_keys::format_scopes(&key.scopes).replace(' ', ",");
+                let status = match (key.revoked_at, key.expires_at) {
+                    (Some(at), _) => format!("{scopes} revoked {}", time(at)),
+                    (None, Some(at)) if at <= chrono::Utc::now() => {
+                        format!("{scopes} expired {}", time(at))
+                    }
+                    (None, Some(at)) => format!("{scopes} expires {} active", time(at)),
+                    (None, None) => format!("{scopes} active"),
                 };
                 writeln!(
                     stdout,
@@ -286,9 +339,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit(AuditArgs { email, limit }) => {
+            let pool = open_migrated(database).await?;
+            let user = match email {
+                Some(email) => Some(users::get_by_email(&pool, &email).await?),
+                None => None,
+            };
+            let entries =
+                crate::db::audit::recent(&pool, user.as_ref().map(|user| user.id.as_str()), limit)
+                    .await?;
+            let mut stdout = std::io::stdout().lock();
+            if entries.is_empty() {
+                writeln!(stdout, "no audit entries")?;
+                return Ok(());
+            }
+            writeln!(
+                stdout,
+                "{:<20}  {:<14}  {:<42}  {:<42}  {:<15}  DETAIL",
+                "AT", "ACTION", "ACTOR", "TARGET", "SOURCE"
+            )?;
+            for entry in entries {
+                writeln!(
+                    stdout,
+                    "{:<20}  {:<14}  {:<42}  {:<42}  {:<15}  {}",
+                    entry.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    entry.action,
+                    entry.actor,
+                    entry.target.as_deref().unwrap_or("-"),
+                    entry.source,
+                    entry.detail
+                )?;
+            }
+            Ok(())
+        }
         Command::Keys(KeysCommand::Revoke { id }) => {
             let pool = open_migrated(database).await?;
             let outcome = api_keys::revoke(&pool, &id).await?;
+            if outcome == api_keys::RevokeOutcome::Revoked {
+                audit_cli(&pool, "key.revoke", &format!("key:{id}"), json!({})).await?;
+            }
             let mut stdout = std::io::stdout().lock();
             match outcome {
                 api_keys::RevokeOutcome::Revoked => writeln!(stdout, "revoked key {id}")?,
@@ -299,6 +388,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Records an administrative action of the command line in the audit log.
+async fn audit_cli(
+    pool: &SqlitePool,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    crate::db::audit::record(
+        pool,
+        &crate::db::audit::Actor::Cli,
+        action,
+        Some(target),
+        "cli",
+        &detail,
+    )
+    .await?;
+    Ok(())
 }
 
 async fn run_migrate(pool: &SqlitePool, dry_run: bool) -> anyhow::Result<()> {

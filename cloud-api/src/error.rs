@@ -56,6 +56,9 @@ pub enum AppError {
     /// No route matches the path.
     #[error("no route for {0}")]
     NotFound(String),
+    /// The route exists but the thing it names does not (or is not the caller's).
+    #[error("{0}")]
+    NoSuchResource(String),
     /// The path exists, but not with this method.
     #[error("method {method} is not allowed for {path}")]
     MethodNotAllowed { method: String, path: String },
@@ -135,6 +138,12 @@ pub enum AppError {
          add a model provider (`[[providers]]`, e.g. Ollama) to the server's configuration"
     )]
     NoChatProvider,
+    /// The key is valid but was not given the scope this needs.
+    #[error(
+        "this API key does not have the `{scope}` scope; use a key that does, or create one \
+         with it (POST /v1/keys)"
+    )]
+    MissingScope { scope: tandem_shared::Scope },
     /// A bug or unexpected failure; the cause is logged, the client sees "internal error".
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -151,7 +160,7 @@ impl AppError {
         match self {
             AppError::MalformedBody(_) => ErrorCode::MalformedBody,
             AppError::Unauthorized(_) => ErrorCode::Unauthorized,
-            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::NotFound(_) | AppError::NoSuchResource(_) => ErrorCode::NotFound,
             AppError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             AppError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             AppError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
@@ -159,6 +168,7 @@ impl AppError {
             AppError::ContextTooLarge { .. } => ErrorCode::ContextTooLarge,
             AppError::FeatureNotAllowed { .. }
             | AppError::ProviderNotAllowed { .. }
+            | AppError::MissingScope { .. }
             | AppError::UnknownTier(_) => ErrorCode::Forbidden,
             AppError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,

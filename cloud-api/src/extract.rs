@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
-use tandem_shared::API_KEY_PREFIX;
+use tandem_shared::{Scope, API_KEY_PREFIX};
 
 use crate::db::api_keys;
 use crate::db::users::User;
@@ -78,6 +78,19 @@ pub struct AuthUser {
     pub key_id: String,
     /// The key's owner.
     pub user: User,
+    /// What the key may be used for.
+    pub scopes: Vec<Scope>,
+}
+
+impl AuthUser {
+    /// Refuses (403) a key without `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(AppError::MissingScope { scope })
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -130,11 +143,17 @@ async fn authenticate(state: &AppState, key: &str) -> Result<AuthUser, AppError>
         }
         None => look_up(state, key, hash).await,
     };
-    result.map_err(|failure| match failure {
-        AuthFailure::Unknown => AppError::Unauthorized("unknown API key".to_owned()),
-        AuthFailure::Revoked => AppError::Unauthorized("API key has been revoked".to_owned()),
-        AuthFailure::Database(message) => AppError::internal(message),
-    })
+    result
+        .and_then(CachedKey::check)
+        .map_err(|failure| match failure {
+            AuthFailure::Unknown => AppError::Unauthorized("unknown API key".to_owned()),
+            AuthFailure::Revoked => AppError::Unauthorized("API key has been revoked".to_owned()),
+            AuthFailure::Expired(at) => AppError::Unauthorized(format!(
+                "API key expired at {}; create a new one",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+            AuthFailure::Database(message) => AppError::internal(message),
+        })
 }
 
 /// Why a key was not accepted; cloneable so a shared look-up can fail every waiter.
@@ -142,10 +161,11 @@ async fn authenticate(state: &AppState, key: &str) -> Result<AuthUser, AppError>
 enum AuthFailure {
     Unknown,
     Revoked,
+    Expired(chrono::DateTime<chrono::Utc>),
     Database(String),
 }
 
-async fn look_up(state: &AppState, key: &str, hash: KeyHash) -> Result<AuthUser, AuthFailure> {
+async fn look_up(state: &AppState, key: &str, hash: KeyHash) -> Result<CachedKey, AuthFailure> {
     let found = api_keys::find_by_hash(&state.db, &hash)
         .await
         .map_err(|error| AuthFailure::Database(error.to_string()))?;
@@ -160,8 +180,46 @@ async fn look_up(state: &AppState, key: &str, hash: KeyHash) -> Result<AuthUser,
     // Bookkeeping, folded into the usage writer's next transaction: a write here would
     // contend with it for SQLite's one write lock on the request's path.
     state.usage.touch_key(&found.key_id, chrono::Utc::now());
-    Ok(AuthUser {
-        key_id: found.key_id,
-        user: found.user,
+    Ok(CachedKey {
+        user: AuthUser {
+            key_id: found.key_id,
+            user: found.user,
+            scopes: found.scopes,
+        },
+        expires_at: found.expires_at,
     })
+}
+
+/// What the key cache holds: the caller, and when the key stops working, checked on
+/// every use (a cached key must not outlive its expiry).
+#[derive(Debug, Clone)]
+pub struct CachedKey {
+    user: AuthUser,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl CachedKey {
+    fn check(self) -> Result<AuthUser, AuthFailure> {
+        match self.expires_at {
+            Some(at) if at <= chrono::Utc::now() => Err(AuthFailure::Expired(at)),
+            _ => Ok(self.user),
+        }
+    }
+}
+
+/// Where a request came from, for the audit log: the peer's IP address, or `unknown`
+/// when the server was not given it (a router driven without a socket, as in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+        Ok(ClientAddress(address))
+    }
 }

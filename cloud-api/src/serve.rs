@@ -66,7 +66,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!(%address, provider = ?state.providers, "serving");
 
-    axum::serve(listener, app(state))
+    // The peer's address reaches handlers for the audit log.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .context("server failed")?;

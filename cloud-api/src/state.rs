@@ -7,7 +7,7 @@ use moka::future::Cache;
 use sqlx::SqlitePool;
 
 use crate::config::Config;
-use crate::extract::AuthUser;
+use crate::extract::CachedKey;
 use crate::keys::KeyHash;
 use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderRegistry, ProviderSetupError};
@@ -31,7 +31,7 @@ pub struct AppState {
     /// The model providers; requests go to the first.
     pub providers: Arc<ProviderRegistry>,
     /// Successful key checks by key hash, for `auth.key_cache_ttl_secs`; `None` when 0.
-    pub(crate) key_cache: Option<Arc<Cache<KeyHash, AuthUser>>>,
+    pub(crate) key_cache: Option<Arc<Cache<KeyHash, CachedKey>>>,
     /// The deployment's tiers, resolved from the configuration.
     pub tiers: Arc<Tiers>,
     /// Rate limits and quotas of this instance.
@@ -169,7 +169,7 @@ impl AppState {
 /// was revoked), so those changes apply within [`AUTH_EPOCH_POLL`] rather than the cache's
 /// lifetime, whichever process made them. Ends with the cache. While the database cannot
 /// be read, the cache's lifetime remains the bound.
-async fn watch_auth_epoch(db: SqlitePool, cache: Weak<Cache<KeyHash, AuthUser>>) {
+async fn watch_auth_epoch(db: SqlitePool, cache: Weak<Cache<KeyHash, CachedKey>>) {
     let mut known = None;
     let mut ticks = tokio::time::interval(AUTH_EPOCH_POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

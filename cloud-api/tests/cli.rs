@@ -198,14 +198,14 @@ fn migrate_dry_run_lists_then_migrate_applies() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let pending = "pending 0001 init\npending 0002 tiers as data\npending 0003 usage\n\
-                   pending 0004 auth epoch\n";
+                   pending 0004 auth epoch\npending 0005 key scopes and audit\n";
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     // A dry run changes nothing.
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     assert_eq!(
         run_ok(dir, &["migrate"]),
         "applied 0001 init\napplied 0002 tiers as data\napplied 0003 usage\n\
-         applied 0004 auth epoch\n"
+         applied 0004 auth epoch\napplied 0005 key scopes and audit\n"
     );
     assert_eq!(
         run_ok(dir, &["migrate", "--dry-run"]),
@@ -471,4 +471,97 @@ fn serve_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn keys_carry_scopes_and_expiry_and_admin_actions_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    run_ok(
+        dir,
+        &[
+            "users",
+            "create",
+            "--email",
+            "grace@example.com",
+            "--tier",
+            "free",
+        ],
+    );
+    let output = run_ok(
+        dir,
+        &[
+            "keys",
+            "create",
+            "--email",
+            "grace@example.com",
+            "--name",
+            "ci",
+            "--scopes",
+            "completions,admin",
+            "--expires-in-days",
+            "7",
+        ],
+    );
+    let key_id = output
+        .strip_prefix("created key ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let listing = run_ok(dir, &["keys", "list", "--email", "grace@example.com"]);
+    let line = listing.lines().nth(1).unwrap();
+    assert!(line.contains("completions,admin expires 20"), "{listing}");
+    assert!(line.trim_end().ends_with("active"), "{listing}");
+    // Bad arguments are usage errors (exit 2) naming the problem, and create nothing.
+    for (flag, value, fragment) in [
+        ("--scopes", "root", "unknown scope `root`"),
+        ("--expires-in-days", "0", "0 is not in 1..=3650"),
+    ] {
+        let output = command(dir)
+            .args([
+                "keys",
+                "create",
+                "--email",
+                "grace@example.com",
+                flag,
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(fragment), "{stderr}");
+    }
+    let listing = run_ok(dir, &["keys", "list", "--email", "grace@example.com"]);
+    assert_eq!(listing.lines().count(), 2, "{listing}");
+
+    run_ok(
+        dir,
+        &[
+            "users",
+            "set-tier",
+            "--email",
+            "grace@example.com",
+            "--tier",
+            "pro",
+        ],
+    );
+    run_ok(dir, &["keys", "revoke", &key_id]);
+    let log = run_ok(dir, &["audit", "--email", "grace@example.com"]);
+    let actions: Vec<&str> = log
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["key.revoke", "user.set_tier", "key.create", "user.create"],
+        "{log}"
+    );
+    assert!(log.contains(r#"{"from":"free","to":"pro"}"#), "{log}");
+    assert!(
+        log.lines().skip(1).all(|line| line.contains(" cli ")),
+        "{log}"
+    );
+    assert_eq!(run_ok(dir, &["audit", "--limit", "1"]).lines().count(), 2);
 }

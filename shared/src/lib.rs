@@ -7,6 +7,7 @@ pub mod api;
 pub mod chat;
 pub mod error;
 pub mod inline_completion;
+pub mod keys;
 pub mod stream;
 pub mod tier;
 pub mod tokens;
@@ -17,6 +18,7 @@ pub use api::{
 };
 pub use chat::{ChatDiagnostic, ChatRequest, ChatResponse, ChatTask, RetryNote};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, KeysResponse, Scope};
 pub use tier::Tier;
 
 /// Prefix of every Tandem API key, so leaked keys are recognisable by secret scanners.

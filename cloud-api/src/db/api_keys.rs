@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
+use tandem_shared::Scope;
+
 use super::users::User;
 use super::DbError;
 use crate::keys::{GeneratedKey, KeyHash};
@@ -16,8 +18,12 @@ pub struct ApiKey {
     pub name: String,
     /// The first characters of the key (`tdm_AbC123`), for telling keys apart.
     pub key_prefix: String,
+    /// What the key may be used for, in [`Scope::ALL`] order.
+    pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
@@ -27,66 +33,153 @@ struct ApiKeyRow {
     user_id: String,
     name: String,
     key_prefix: String,
+    scopes: String,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
 }
 
-impl From<ApiKeyRow> for ApiKey {
-    fn from(row: ApiKeyRow) -> ApiKey {
-        ApiKey {
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = DbError;
+
+    fn try_from(row: ApiKeyRow) -> Result<ApiKey, DbError> {
+        Ok(ApiKey {
+            scopes: parse_scopes(&row.scopes)?,
             id: row.id,
             user_id: row.user_id,
             name: row.name,
             key_prefix: row.key_prefix,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+        })
+    }
+}
+
+/// The columns [`ApiKeyRow`] reads.
+const KEY_COLUMNS: &str =
+    "id, user_id, name, key_prefix, scopes, created_at, last_used_at, expires_at, revoked_at";
+
+/// Scopes as stored: space-separated, in [`Scope::ALL`] order.
+pub fn format_scopes(scopes: &[Scope]) -> String {
+    Scope::ALL
+        .into_iter()
+        .filter(|scope| scopes.contains(scope))
+        .map(Scope::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_scopes(text: &str) -> Result<Vec<Scope>, DbError> {
+    let mut scopes = text
+        .split_whitespace()
+        .map(|name| {
+            name.parse::<Scope>().map_err(|detail| DbError::Corrupt {
+                table: "api_keys",
+                detail,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
+}
+
+/// What a new key may do and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyGrant {
+    /// A key named `name` with the default scopes and no expiry.
+    pub fn named(name: &str) -> KeyGrant {
+        KeyGrant {
+            name: name.to_owned(),
+            scopes: Scope::DEFAULT.to_vec(),
+            expires_at: None,
         }
     }
 }
 
-/// Stores a freshly generated key for a user.
+/// Stores a freshly generated key for a user, with the default scopes and no expiry.
 pub async fn insert(
     pool: &SqlitePool,
     user: &User,
     name: &str,
     key: &GeneratedKey,
 ) -> Result<ApiKey, DbError> {
+    insert_granted(pool, user, &KeyGrant::named(name), key).await
+}
+
+/// Stores a freshly generated key for a user, as `grant` says.
+pub async fn insert_granted<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    user: &User,
+    grant: &KeyGrant,
+    key: &GeneratedKey,
+) -> Result<ApiKey, DbError> {
+    let mut scopes = grant.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
     let api_key = ApiKey {
         id: uuid::Uuid::now_v7().to_string(),
         user_id: user.id.clone(),
-        name: name.to_owned(),
+        name: grant.name.clone(),
         key_prefix: key.display_prefix().to_owned(),
+        scopes,
         created_at: Utc::now(),
         last_used_at: None,
+        expires_at: grant.expires_at,
         revoked_at: None,
     };
     sqlx::query(
-        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scopes, created_at, \
+         expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&api_key.id)
     .bind(&api_key.user_id)
     .bind(&api_key.name)
     .bind(&key.hash.0[..])
     .bind(&api_key.key_prefix)
+    .bind(format_scopes(&api_key.scopes))
     .bind(api_key.created_at)
-    .execute(pool)
+    .bind(api_key.expires_at)
+    .execute(executor)
     .await?;
     Ok(api_key)
 }
 
 /// A user's keys, oldest first, revoked ones included.
 pub async fn list_for_user(pool: &SqlitePool, user: &User) -> Result<Vec<ApiKey>, DbError> {
-    let rows: Vec<ApiKeyRow> = sqlx::query_as(
-        "SELECT id, user_id, name, key_prefix, created_at, last_used_at, revoked_at \
-         FROM api_keys WHERE user_id = ? ORDER BY created_at, id",
-    )
+    let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY created_at, id"
+    ))
     .bind(&user.id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(ApiKey::from).collect())
+    rows.into_iter().map(ApiKey::try_from).collect()
+}
+
+/// The key `id` if it belongs to `user_id`; `None` for another user's key as for no key,
+/// so nobody learns which ids exist.
+pub async fn find_for_user(
+    pool: &SqlitePool,
+    user_id: &str,
+    id: &str,
+) -> Result<Option<ApiKey>, DbError> {
+    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ? AND user_id = ?"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(ApiKey::try_from).transpose()
 }
 
 /// What `revoke` did.
@@ -100,14 +193,7 @@ pub enum RevokeOutcome {
 
 /// Revokes a key by id; [`DbError::UnknownKey`] when there is none.
 pub async fn revoke(pool: &SqlitePool, id: &str) -> Result<RevokeOutcome, DbError> {
-    let updated =
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(Utc::now())
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected();
-    if updated > 0 {
+    if mark_revoked(pool, id).await? {
         return Ok(RevokeOutcome::Revoked);
     }
     let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE id = ?")
@@ -121,12 +207,29 @@ pub async fn revoke(pool: &SqlitePool, id: &str) -> Result<RevokeOutcome, DbErro
     }
 }
 
+/// Revokes the key `id` if it is active; whether it was.
+pub async fn mark_revoked<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+) -> Result<bool, DbError> {
+    let updated =
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(Utc::now())
+            .bind(id)
+            .execute(executor)
+            .await?
+            .rows_affected();
+    Ok(updated > 0)
+}
+
 /// A key found by its hash, with its owner.
 #[derive(Debug, Clone)]
 pub struct KeyWithOwner {
     pub key_id: String,
     pub key_hash: KeyHash,
     pub revoked: bool,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub user: User,
 }
 
@@ -135,6 +238,8 @@ struct KeyWithOwnerRow {
     key_id: String,
     key_hash: Vec<u8>,
     revoked_at: Option<DateTime<Utc>>,
+    scopes: String,
+    expires_at: Option<DateTime<Utc>>,
     user_id: String,
     email: String,
     tier: String,
@@ -147,7 +252,7 @@ pub async fn find_by_hash(
     hash: &KeyHash,
 ) -> Result<Option<KeyWithOwner>, DbError> {
     let row: Option<KeyWithOwnerRow> = sqlx::query_as(
-        "SELECT k.id AS key_id, k.key_hash, k.revoked_at, \
+        "SELECT k.id AS key_id, k.key_hash, k.revoked_at, k.scopes, k.expires_at, \
                 u.id AS user_id, u.email, u.tier, u.created_at AS user_created_at \
          FROM api_keys k JOIN users u ON u.id = k.user_id \
          WHERE k.key_hash = ?",
@@ -170,6 +275,8 @@ pub async fn find_by_hash(
         key_id: row.key_id,
         key_hash: KeyHash(key_hash),
         revoked: row.revoked_at.is_some(),
+        scopes: parse_scopes(&row.scopes)?,
+        expires_at: row.expires_at,
         user: User {
             id: row.user_id,
             email: row.email,

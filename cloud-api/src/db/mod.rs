@@ -3,6 +3,7 @@
 //! All SQL of the crate lives under this module.
 
 pub mod api_keys;
+pub mod audit;
 pub mod usage;
 pub mod users;
 
@@ -209,10 +210,14 @@ mod tests {
                 PendingMigration {
                     version: 4,
                     description: "auth epoch".to_owned()
+                },
+                PendingMigration {
+                    version: 5,
+                    description: "key scopes and audit".to_owned()
                 }
             ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 4);
+        assert_eq!(migrate(&pool).await.unwrap(), 5);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
@@ -244,12 +249,19 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&pool).await.unwrap(), 3);
+        assert_eq!(migrate(&pool).await.unwrap(), 4);
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
             .fetch_one(&pool)
             .await
             .unwrap();
         assert_eq!(keys, 1);
+        // Keys from before scopes keep what they could do: everything but administration.
+        let (scopes, expires_at): (String, Option<String>) =
+            sqlx::query_as("SELECT scopes, expires_at FROM api_keys WHERE id = 'k1'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!((scopes.as_str(), expires_at), ("completions chat", None));
         assert_eq!(auth_epoch(&pool).await.unwrap(), 0);
         // Using a key does not move the auth epoch; revoking it does.
         sqlx::query("UPDATE api_keys SET last_used_at = '2026-01-02T00:00:00Z'")

@@ -11,7 +11,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use tandem_shared::tokens::estimate;
-use tandem_shared::{Choice, CodeContext, CompletionRequest, CompletionResponse, Snippet, Usage};
+use tandem_shared::{
+    Choice, CodeContext, CompletionRequest, CompletionResponse, Scope, Snippet, Usage,
+};
 
 use super::{quota_headers, streaming};
 use crate::db::usage::UsageRecord;
@@ -394,6 +396,10 @@ pub(super) async fn admit<'a>(
     caller: &AuthUser,
     ask: Ask,
 ) -> Result<Admitted<'a>, AppError> {
+    caller.require(match ask.feature {
+        Feature::InlineCompletion => Scope::Completions,
+        Feature::Chat | Feature::Explanation | Feature::CodeActions => Scope::Chat,
+    })?;
     let policy = state.policy(&caller.user.tier)?;
     require_feature(state, policy, ask.feature)?;
     let request_tokens = ask.request_tokens;

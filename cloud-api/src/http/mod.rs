@@ -3,6 +3,7 @@
 mod chat;
 mod completions;
 mod health;
+mod keys;
 mod me;
 mod metrics;
 pub(crate) mod quota_headers;
@@ -31,6 +32,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(me::router())
+        .merge(keys::router())
         .merge(completions::router())
         .merge(chat::router())
         .merge(usage::router())

@@ -1,0 +1,191 @@
+//! `GET /v1/keys`, `POST /v1/keys` and `DELETE /v1/keys/{id}`: a user manages their own
+//! API keys with one of them. A key can only give a new key scopes it has itself, and
+//! another user's key is answered exactly like a key that does not exist. Creation and
+//! revocation are written to the audit log in the same transaction.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+use tandem_shared::{CreateKeyRequest, CreatedKey, KeyInfo, KeysResponse, Scope};
+
+use crate::db::api_keys::{self, ApiKey, KeyGrant};
+use crate::db::audit::{self, Actor};
+use crate::error::AppError;
+use crate::extract::{AuthUser, ClientAddress, ValidJson, Validate};
+use crate::keys;
+use crate::state::AppState;
+
+/// Longest key name, in characters.
+const MAX_NAME_CHARS: usize = 100;
+/// Longest lifetime a key can be given, in days (ten years).
+const MAX_EXPIRY_DAYS: u32 = 3650;
+/// The id `DELETE /v1/keys/{id}` takes for the key making the request (`tandem logout`).
+const CURRENT: &str = "current";
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", get(list).post(create))
+        .route("/v1/keys/{id}", delete(revoke))
+}
+
+impl Validate for CreateKeyRequest {
+    fn validate(&self) -> Result<(), String> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err("`name` must say what the key is for (`laptop`, `CI`)".to_owned());
+        }
+        if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err(format!(
+                "`name` must be at most {MAX_NAME_CHARS} characters, without control characters"
+            ));
+        }
+        if self.scopes.as_ref().is_some_and(Vec::is_empty) {
+            return Err("`scopes` must name at least one scope, or be left out".to_owned());
+        }
+        if let Some(days) = self.expires_in_days {
+            if !(1..=MAX_EXPIRY_DAYS).contains(&days) {
+                return Err(format!(
+                    "`expires_in_days` must be between 1 and {MAX_EXPIRY_DAYS}, got {days}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn info(key: &ApiKey, caller: &AuthUser) -> KeyInfo {
+    KeyInfo {
+        id: key.id.clone(),
+        name: key.name.clone(),
+        prefix: key.key_prefix.clone(),
+        scopes: key.scopes.clone(),
+        created_at: timestamp(key.created_at),
+        last_used_at: key.last_used_at.map(timestamp),
+        expires_at: key.expires_at.map(timestamp),
+        revoked_at: key.revoked_at.map(timestamp),
+        current: key.id == caller.key_id,
+    }
+}
+
+fn actor(caller: &AuthUser) -> Actor {
+    Actor::User {
+        id: caller.user.id.clone(),
+        key_id: Some(caller.key_id.clone()),
+    }
+}
+
+async fn list(State(state): State<AppState>, caller: AuthUser) -> Result<Response, AppError> {
+    let keys = api_keys::list_for_user(&state.db, &caller.user)
+        .await
+        .map_err(AppError::internal)?;
+    let keys = keys.iter().map(|key| info(key, &caller)).collect();
+    Ok(Json(KeysResponse { keys }).into_response())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ClientAddress(source): ClientAddress,
+    ValidJson(request): ValidJson<CreateKeyRequest>,
+) -> Result<Response, AppError> {
+    // A key cannot hand out more than it has.
+    let scopes = match request.scopes {
+        Some(scopes) => {
+            for scope in &scopes {
+                caller.require(*scope)?;
+            }
+            scopes
+        }
+        None => Scope::DEFAULT
+            .into_iter()
+            .filter(|scope| caller.scopes.contains(scope))
+            .collect(),
+    };
+    if scopes.is_empty() {
+        return Err(AppError::InvalidRequest(
+            "this key has none of the default scopes to give; name the `scopes` it may give"
+                .to_owned(),
+        ));
+    }
+    let grant = KeyGrant {
+        name: request.name.trim().to_owned(),
+        scopes,
+        expires_at: request
+            .expires_in_days
+            .map(|days| Utc::now() + chrono::Duration::days(i64::from(days))),
+    };
+    let generated = keys::generate();
+    let mut transaction = state.db.begin().await.map_err(AppError::internal)?;
+    let key = api_keys::insert_granted(&mut *transaction, &caller.user, &grant, &generated)
+        .await
+        .map_err(AppError::internal)?;
+    audit::record(
+        &mut *transaction,
+        &actor(&caller),
+        "key.create",
+        Some(&format!("key:{}", key.id)),
+        &source,
+        &json!({"name": key.name, "scopes": key.scopes, "expires_at": key.expires_at}),
+    )
+    .await
+    .map_err(AppError::internal)?;
+    transaction.commit().await.map_err(AppError::internal)?;
+    tracing::info!(user_id = %caller.user.id, key_id = %key.id, "API key created");
+    let created = CreatedKey {
+        key: generated.secret,
+        info: info(&key, &caller),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ClientAddress(source): ClientAddress,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let id = if id == CURRENT {
+        caller.key_id.clone()
+    } else {
+        id
+    };
+    let Some(key) = api_keys::find_for_user(&state.db, &caller.user.id, &id)
+        .await
+        .map_err(AppError::internal)?
+    else {
+        return Err(AppError::NoSuchResource(format!(
+            "you have no API key with id `{id}`"
+        )));
+    };
+    if key.revoked_at.is_none() {
+        let mut transaction = state.db.begin().await.map_err(AppError::internal)?;
+        api_keys::mark_revoked(&mut *transaction, &key.id)
+            .await
+            .map_err(AppError::internal)?;
+        audit::record(
+            &mut *transaction,
+            &actor(&caller),
+            "key.revoke",
+            Some(&format!("key:{}", key.id)),
+            &source,
+            &json!({"name": key.name}),
+        )
+        .await
+        .map_err(AppError::internal)?;
+        transaction.commit().await.map_err(AppError::internal)?;
+        tracing::info!(user_id = %caller.user.id, key_id = %key.id, "API key revoked");
+    }
+    let key = api_keys::find_for_user(&state.db, &caller.user.id, &key.id)
+        .await
+        .map_err(AppError::internal)?
+        .unwrap_or(key);
+    Ok(Json(info(&key, &caller)).into_response())
+}
