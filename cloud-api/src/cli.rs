@@ -56,6 +56,9 @@ pub enum Command {
     /// Show the audit log: sign-ins, key creation and revocation, tier changes and
     /// administrative actions, with who, when and from where.
     Audit(AuditArgs),
+    /// Confirm or decline a `tandem login` code on a user's behalf, from the server.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// A user's usage, summed per UTC day or per model.
     Usage {
         /// Email of the user.
@@ -89,6 +92,26 @@ pub struct AuditArgs {
     /// How many entries, newest first.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Approve the code `tandem login` shows; its key is issued to that user.
+    Approve {
+        /// The code, as shown (`BCDF-GHJK`; case and dashes do not matter).
+        #[arg(long)]
+        code: String,
+        /// The user the key is for.
+        #[arg(long)]
+        email: String,
+    },
+    /// Decline the code; the waiting `tandem login` stops with `access_denied`.
+    Deny {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -370,6 +393,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     entry.detail
                 )?;
             }
+            Ok(())
+        }
+        Command::Device(command) => {
+            let (code, email, approve) = match command {
+                DeviceCommand::Approve { code, email } => (code, email, true),
+                DeviceCommand::Deny { code, email } => (code, email, false),
+            };
+            let Some(user_code) = crate::http::oauth::normalize_user_code(&code) else {
+                anyhow::bail!("`{code}` is not a login code (eight letters, like BCDF-GHJK)");
+            };
+            let pool = open_migrated(database).await?;
+            let user = users::get_by_email(&pool, &email).await?;
+            let decided = crate::db::device_codes::decide(
+                &pool,
+                &user_code,
+                &user,
+                approve,
+                chrono::Utc::now(),
+            )
+            .await?;
+            if !decided {
+                anyhow::bail!(
+                    "no pending login code {user_code} (expired, already decided, or mistyped)"
+                );
+            }
+            let action = if approve {
+                "device.approve"
+            } else {
+                "device.deny"
+            };
+            audit_cli(
+                &pool,
+                action,
+                &format!("user:{}", user.id),
+                json!({"user_code": user_code}),
+            )
+            .await?;
+            let mut stdout = std::io::stdout().lock();
+            let verb = if approve { "approved" } else { "declined" };
+            writeln!(stdout, "{verb} login code {user_code} for {}", user.email)?;
             Ok(())
         }
         Command::Keys(KeysCommand::Revoke { id }) => {

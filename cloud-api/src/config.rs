@@ -418,14 +418,36 @@ pub struct AuthConfig {
     /// 0 disables the cache. Default 5.
     #[serde(default = "default_key_cache_ttl_secs")]
     pub key_cache_ttl_secs: u64,
+    /// The address users reach this server at (`https://tandem.example.com`), for the
+    /// links it hands out, such as the device sign-in page of `tandem login`. By default
+    /// the request's own `Host`, over http.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// How long a `tandem login` code stays valid, in seconds. Default 900.
+    #[serde(default = "default_device_code_ttl_secs")]
+    pub device_code_ttl_secs: u64,
+    /// How often, in seconds, `tandem login` may poll for its key. Default 5.
+    #[serde(default = "default_device_poll_interval_secs")]
+    pub device_poll_interval_secs: u32,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             key_cache_ttl_secs: DEFAULT_KEY_CACHE_TTL_SECS,
+            public_url: None,
+            device_code_ttl_secs: default_device_code_ttl_secs(),
+            device_poll_interval_secs: default_device_poll_interval_secs(),
         }
     }
+}
+
+fn default_device_code_ttl_secs() -> u64 {
+    900
+}
+
+fn default_device_poll_interval_secs() -> u32 {
+    5
 }
 
 /// One `[[providers]]` entry: a model server completions are sent to.

@@ -73,6 +73,14 @@ pub fn generate() -> GeneratedKey {
     GeneratedKey { secret, hash }
 }
 
+/// A random bearer secret that is not an API key (a device code): 32 random bytes, in
+/// base62.
+pub fn generate_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    encode_base62(bytes)
+}
+
 /// Whether `key` has the shape of a Tandem key (prefix, length, alphabet). Says nothing
 /// about whether it exists.
 pub fn is_well_formed(key: &str) -> bool {

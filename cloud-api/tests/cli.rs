@@ -198,14 +198,16 @@ fn migrate_dry_run_lists_then_migrate_applies() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let pending = "pending 0001 init\npending 0002 tiers as data\npending 0003 usage\n\
-                   pending 0004 auth epoch\npending 0005 key scopes and audit\n";
+                   pending 0004 auth epoch\npending 0005 key scopes and audit\n\
+                   pending 0006 device authorization\n";
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     // A dry run changes nothing.
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     assert_eq!(
         run_ok(dir, &["migrate"]),
         "applied 0001 init\napplied 0002 tiers as data\napplied 0003 usage\n\
-         applied 0004 auth epoch\napplied 0005 key scopes and audit\n"
+         applied 0004 auth epoch\napplied 0005 key scopes and audit\n\
+         applied 0006 device authorization\n"
     );
     assert_eq!(
         run_ok(dir, &["migrate", "--dry-run"]),
@@ -564,4 +566,90 @@ fn keys_carry_scopes_and_expiry_and_admin_actions_are_audited() {
         "{log}"
     );
     assert_eq!(run_ok(dir, &["audit", "--limit", "1"]).lines().count(), 2);
+}
+
+#[tokio::test]
+async fn device_codes_are_approved_or_declined_from_the_server() {
+    use tandem_cloud::db::{self, device_codes};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    run_ok(dir, &["users", "create", "--email", "lin@example.com"]);
+    let pool = db::connect(db::options_for_file(&dir.join("tandem.sqlite")))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    for (code, secret) in [("BCDF-GHJK", "one"), ("LMNP-QRST", "two")] {
+        device_codes::create(
+            &pool,
+            &tandem_cloud::keys::KeyHash::of(secret),
+            code,
+            "tandem-cli",
+            &tandem_shared::Scope::DEFAULT,
+            chrono::Duration::minutes(5),
+            5,
+            now,
+        )
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+
+    assert_eq!(
+        run_ok(
+            dir,
+            &[
+                "device",
+                "approve",
+                "--code",
+                "bcdf ghjk",
+                "--email",
+                "lin@example.com"
+            ]
+        ),
+        "approved login code BCDF-GHJK for lin@example.com\n"
+    );
+    assert_eq!(
+        run_ok(
+            dir,
+            &[
+                "device",
+                "deny",
+                "--code",
+                "LMNP-QRST",
+                "--email",
+                "lin@example.com"
+            ]
+        ),
+        "declined login code LMNP-QRST for lin@example.com\n"
+    );
+    // Decided codes cannot be decided again; malformed ones are named.
+    let output = run_failing(
+        dir,
+        &[
+            "device",
+            "approve",
+            "--code",
+            "BCDF-GHJK",
+            "--email",
+            "lin@example.com",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no pending login code BCDF-GHJK"));
+    let output = run_failing(
+        dir,
+        &[
+            "device",
+            "approve",
+            "--code",
+            "hello",
+            "--email",
+            "lin@example.com",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`hello` is not a login code"));
+    let log = run_ok(dir, &["audit", "--email", "lin@example.com"]);
+    assert!(
+        log.contains("device.approve") && log.contains("device.deny"),
+        "{log}"
+    );
 }

@@ -72,7 +72,7 @@ pub fn format_scopes(scopes: &[Scope]) -> String {
         .join(" ")
 }
 
-fn parse_scopes(text: &str) -> Result<Vec<Scope>, DbError> {
+pub(crate) fn parse_scopes(text: &str) -> Result<Vec<Scope>, DbError> {
     let mut scopes = text
         .split_whitespace()
         .map(|name| {

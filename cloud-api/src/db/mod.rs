@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod device_codes;
 pub mod usage;
 pub mod users;
 
@@ -214,10 +215,14 @@ mod tests {
                 PendingMigration {
                     version: 5,
                     description: "key scopes and audit".to_owned()
+                },
+                PendingMigration {
+                    version: 6,
+                    description: "device authorization".to_owned()
                 }
             ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 5);
+        assert_eq!(migrate(&pool).await.unwrap(), 6);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
@@ -249,7 +254,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&pool).await.unwrap(), 4);
+        assert_eq!(migrate(&pool).await.unwrap(), 5);
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
             .fetch_one(&pool)
             .await

@@ -79,6 +79,21 @@ pub async fn find_by_email(pool: &SqlitePool, email: &str) -> Result<Option<User
     row.map(User::try_from).transpose()
 }
 
+/// The user with this id; [`DbError::UnknownUser`] (naming the id) when there is none.
+pub async fn get_by_id<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+) -> Result<User, DbError> {
+    let row: Option<UserRow> =
+        sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(executor)
+            .await?;
+    row.map(User::try_from)
+        .transpose()?
+        .ok_or_else(|| DbError::UnknownUser(id.to_owned()))
+}
+
 /// Like [`find_by_email`], but a missing user is [`DbError::UnknownUser`].
 pub async fn get_by_email(pool: &SqlitePool, email: &str) -> Result<User, DbError> {
     find_by_email(pool, email)

@@ -6,6 +6,7 @@ mod health;
 mod keys;
 mod me;
 mod metrics;
+pub(crate) mod oauth;
 pub(crate) mod quota_headers;
 mod streaming;
 pub mod usage;
@@ -33,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(me::router())
         .merge(keys::router())
+        .merge(oauth::router())
         .merge(completions::router())
         .merge(chat::router())
         .merge(usage::router())
