@@ -168,6 +168,88 @@ impl CloudClient {
         self.send(target, self.http.get(&url)).await
     }
 
+    /// `POST {server}/oauth/device/code`: starts a Device Authorization Grant (RFC 8628).
+    pub async fn start_device_authorization(
+        &self,
+        server: &str,
+        timeout: Duration,
+    ) -> Result<DeviceAuthorization, CloudError> {
+        let url = format!("{server}/oauth/device/code");
+        let form = [
+            ("client_id", DEVICE_CLIENT_ID),
+            ("scope", "completions chat"),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|error| classify_anonymous(server, timeout, error))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| classify_anonymous(server, timeout, error))?;
+        if !status.is_success() {
+            return Err(oauth_failure(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|error| CloudError::BadResponse(error.to_string()))
+    }
+
+    /// `POST {server}/oauth/token`: one poll for the key of a device grant.
+    pub async fn poll_device_token(
+        &self,
+        server: &str,
+        device_code: &str,
+        timeout: Duration,
+    ) -> Result<DevicePoll, CloudError> {
+        let url = format!("{server}/oauth/token");
+        let form = [
+            ("grant_type", DEVICE_GRANT_TYPE),
+            ("device_code", device_code),
+            ("client_id", DEVICE_CLIENT_ID),
+        ];
+        let response = self
+            .http
+            .post(&url)
+            .form(&form)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|error| classify_anonymous(server, timeout, error))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| classify_anonymous(server, timeout, error))?;
+        if status.is_success() {
+            #[derive(serde::Deserialize)]
+            struct Granted {
+                access_token: String,
+            }
+            let granted: Granted = serde_json::from_slice(&bytes)
+                .map_err(|error| CloudError::BadResponse(error.to_string()))?;
+            return Ok(DevicePoll::Granted(granted.access_token));
+        }
+        let error = serde_json::from_slice::<OAuthErrorBody>(&bytes).ok();
+        Ok(match error.as_ref().map(|body| body.error.as_str()) {
+            Some("authorization_pending") => DevicePoll::Pending,
+            Some("slow_down") => DevicePoll::SlowDown,
+            Some("access_denied") => DevicePoll::Denied,
+            Some("expired_token") => DevicePoll::Expired,
+            _ => return Err(oauth_failure(status.as_u16(), &bytes)),
+        })
+    }
+
+    /// `DELETE {server}/v1/keys/current`: revokes the key making the request.
+    pub async fn revoke_current_key(&self, target: &CloudTarget) -> Result<(), CloudError> {
+        let url = format!("{}/v1/keys/current", target.server);
+        let _: serde_json::Value = self.send(target, self.http.delete(&url)).await?;
+        Ok(())
+    }
+
     /// `POST {server}/v1/chat`, the whole answer at once. Not subject to back-off: the
     /// user asked for it, and a failure is reported to them.
     pub async fn chat(
@@ -267,18 +349,84 @@ impl CloudClient {
     }
 }
 
-/// What a transport error means to the user.
-fn classify(target: &CloudTarget, error: reqwest::Error) -> CloudError {
+/// The OAuth client the CLI is to the server.
+pub const DEVICE_CLIENT_ID: &str = "tandem-cli";
+const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// The answer that starts a device grant (RFC 8628 §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    #[serde(default)]
+    pub verification_uri_complete: Option<String>,
+    /// Seconds the codes stay valid.
+    pub expires_in: u64,
+    /// Seconds between polls (RFC 8628 §3.2: 5 when absent).
+    #[serde(default = "default_poll_interval")]
+    pub interval: u64,
+}
+
+fn default_poll_interval() -> u64 {
+    5
+}
+
+/// One poll's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    Granted(String),
+    Pending,
+    /// Poll less often: 5 seconds more between polls (RFC 8628 §3.5).
+    SlowDown,
+    Denied,
+    Expired,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// An OAuth error answer as a server error carrying its description.
+fn oauth_failure(status: u16, bytes: &[u8]) -> CloudError {
+    let message = match serde_json::from_slice::<OAuthErrorBody>(bytes) {
+        Ok(body) => match body.error_description {
+            Some(description) => format!("{}: {description}", body.error),
+            None => body.error,
+        },
+        Err(_) => format!("HTTP {status}"),
+    };
+    CloudError::Server {
+        status,
+        body: Box::new(ErrorBody::new(
+            ErrorCode::ALL
+                .into_iter()
+                .find(|code| code.http_status() == status)
+                .unwrap_or(ErrorCode::Internal),
+            message,
+        )),
+    }
+}
+
+fn classify_anonymous(server: &str, timeout: Duration, error: reqwest::Error) -> CloudError {
     if error.is_timeout() {
-        CloudError::Timeout(target.timeout)
+        CloudError::Timeout(timeout)
     } else if error.is_decode() || error.is_body() {
         CloudError::BadResponse(error.without_url().to_string())
     } else {
         CloudError::Unreachable {
-            server: target.server.clone(),
+            server: server.to_owned(),
             reason: source_chain(&error.without_url()),
         }
     }
+}
+
+/// What a transport error means to the user.
+fn classify(target: &CloudTarget, error: reqwest::Error) -> CloudError {
+    classify_anonymous(&target.server, target.timeout, error)
 }
 
 /// One event of a streamed chat answer.

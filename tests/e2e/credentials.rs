@@ -227,3 +227,128 @@ async fn context_is_cut_to_budget_at_line_boundaries() {
     assert_eq!(provider_requests[0].suffix(), Some(suffix));
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_through_the_device_flow_and_logout_revokes_the_key() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (_provider, cloud) = provider_and_cloud().await;
+    let config_directory = tempfile::tempdir().expect("tempdir");
+    let credentials_path = config_directory.path().join("credentials.json");
+    let binary = binaries::tandem().expect("tandem binary");
+    let mut login = tokio::process::Command::new(binary)
+        .args(["login", "--server", cloud.url(), "--no-browser"])
+        .env_remove("TANDEM_SERVER")
+        .env_remove("TANDEM_API_KEY")
+        .env("TANDEM_CONFIG_DIR", config_directory.path())
+        .env("HOME", config_directory.path())
+        .env("XDG_CONFIG_HOME", config_directory.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run tandem login");
+
+    // The page to open and the code to type, as a person would read them.
+    let mut lines = BufReader::new(login.stdout.take().expect("stdout")).lines();
+    let mut printed = String::new();
+    let mut code = None;
+    while code.is_none() {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("tandem login prints its code")
+            .expect("stdout")
+            .expect("a line");
+        printed.push_str(&line);
+        printed.push('\n');
+        let trimmed = line.trim();
+        if trimmed.len() == 9 && trimmed.as_bytes()[4] == b'-' {
+            code = Some(trimmed.to_owned());
+        }
+    }
+    assert!(
+        printed.contains(&format!("open {}/device and enter the code", cloud.url())),
+        "{printed}"
+    );
+    let code = code.unwrap();
+    // Nothing is saved before the code is confirmed.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!credentials_path.exists());
+
+    let approved = cloud
+        .run_command(&[
+            "device",
+            "approve",
+            "--code",
+            &code,
+            "--email",
+            tandem_e2e::TEST_USER_EMAIL,
+        ])
+        .await
+        .expect("device approve");
+    assert!(
+        approved.starts_with(&format!("approved login code {code}")),
+        "{approved}"
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), login.wait())
+        .await
+        .expect("tandem login finishes after the approval")
+        .expect("exit status");
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+        rest.push('\n');
+    }
+    assert!(status.success(), "{printed}{rest}");
+    assert!(
+        rest.contains(&format!("Logged in to {}", cloud.url())),
+        "{rest}"
+    );
+
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(&credentials_path).expect("credentials.json written"),
+    )
+    .expect("credentials.json is JSON");
+    let key = saved["api_key"].as_str().expect("a key").to_owned();
+    assert!(key.starts_with("tdm_") && key != cloud.api_key());
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/me", cloud.url()))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET /v1/me");
+    assert_eq!(me.status(), 200);
+
+    // Logout revokes this device's key on the server, then deletes the file.
+    let output = tandem_cli(config_directory.path(), &["logout"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Revoked the key"), "{stdout}");
+    assert!(!credentials_path.exists());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let me = reqwest::Client::new()
+            .get(format!("{}/v1/me", cloud.url()))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("GET /v1/me");
+        if me.status() == 401 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The cloud's other key is untouched.
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/me", cloud.url()))
+        .bearer_auth(cloud.api_key())
+        .send()
+        .await
+        .expect("GET /v1/me");
+    assert_eq!(me.status(), 200);
+}

@@ -32,9 +32,9 @@ pub enum Command {
         #[arg(long)]
         stdio: bool,
     },
-    /// Verify an API key with the server and save it to the credentials file.
+    /// Sign in through the browser (or save an API key) and keep the key for this machine.
     Login(login::LoginArgs),
-    /// Delete the saved credentials file.
+    /// Revoke the saved key on the server and delete the credentials file.
     Logout,
     /// Show which server and key would be used, and check them.
     Status,
