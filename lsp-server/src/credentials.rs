@@ -307,6 +307,11 @@ impl CredentialsFileCache {
         }
     }
 
+    /// Where the file is, if there is a config directory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// The file's credentials; one `stat` per call, a read only when it changed.
     pub fn current(&mut self) -> PartialCredentials {
         let Some(path) = &self.path else {

@@ -116,6 +116,21 @@ async fn login_writes_private_credentials_that_the_server_uses() {
         !status_text.contains(cloud.api_key()),
         "`tandem status` must not print the whole key: {status_text}"
     );
+    // Who, which tier, and what is left of each quota.
+    assert!(
+        status_text.contains(&format!(
+            "Account:          {}",
+            tandem_e2e::TEST_USER_EMAIL
+        )),
+        "{status_text}"
+    );
+    for label in ["Requests (hour):", "Requests (day):", "Tokens (day):"] {
+        let line = status_text
+            .lines()
+            .find(|line| line.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in {status_text}"));
+        assert!(line.contains(" left, resets 20"), "{line}");
+    }
 
     // No initializationOptions, no environment: the saved credentials are used.
     let lsp = LspClient::spawn(LspOptions {
@@ -351,4 +366,142 @@ async fn login_through_the_device_flow_and_logout_revokes_the_key() {
         .await
         .expect("GET /v1/me");
     assert_eq!(me.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_server_signs_in_and_out_itself() {
+    let (_provider, cloud) = provider_and_cloud().await;
+    let config_directory = tempfile::tempdir().expect("tempdir");
+    let credentials_path = config_directory.path().join("credentials.json");
+    let lsp = LspClient::spawn(LspOptions {
+        config_directory: Some(config_directory.path().to_path_buf()),
+        ..LspOptions::default()
+    })
+    .await
+    .expect("spawn");
+    lsp.initialize_with(
+        json!({"server": cloud.url()}),
+        false,
+        json!({"window": {"showDocument": {"support": true}}}),
+    )
+    .await
+    .expect("initialize");
+
+    let started = lsp
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "tandem.signIn"}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("tandem.signIn: {error}\n{}", lsp.stderr()));
+    let code = started["userCode"]
+        .as_str()
+        .expect("a user code")
+        .to_owned();
+    assert_eq!(
+        started["verificationUri"],
+        format!("{}/device", cloud.url())
+    );
+    // The page opens in the browser and the code is shown.
+    let opened: Vec<Value> = lsp
+        .server_requests()
+        .into_iter()
+        .filter(|request| request.method == "window/showDocument")
+        .map(|request| request.params)
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0]["external"], true);
+    assert_eq!(
+        opened[0]["uri"],
+        format!("{}/device?user_code={code}", cloud.url())
+    );
+    let shown = lsp.notifications("window/showMessage");
+    assert!(
+        shown
+            .iter()
+            .any(|note| note["message"].as_str().unwrap_or_default().contains(&code)),
+        "{shown:?}"
+    );
+    // A second sign-in while this one waits is refused.
+    let again = lsp
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "tandem.signIn"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        again
+            .message()
+            .unwrap_or_default()
+            .contains("already waiting"),
+        "{again}"
+    );
+
+    cloud
+        .run_command(&[
+            "device",
+            "approve",
+            "--code",
+            &code,
+            "--email",
+            tandem_e2e::TEST_USER_EMAIL,
+        ])
+        .await
+        .expect("device approve");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let signed_in = lsp.notifications("window/showMessage").iter().any(|note| {
+            note["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!(
+                    "signed in to {} as {}",
+                    cloud.url(),
+                    tandem_e2e::TEST_USER_EMAIL
+                ))
+        });
+        if signed_in {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not signed in\n{}",
+            lsp.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials_path).unwrap()).unwrap();
+    let key = saved["api_key"].as_str().unwrap().to_owned();
+    // The running server uses the new key at once.
+    assert_completes(&lsp, "after tandem.signIn").await;
+
+    let signed_out = lsp
+        .request(
+            "workspace/executeCommand",
+            json!({"command": "tandem.signOut"}),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("tandem.signOut: {error}\n{}", lsp.stderr()));
+    assert_eq!(signed_out, true);
+    assert!(!credentials_path.exists());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let me = reqwest::Client::new()
+            .get(format!("{}/v1/me", cloud.url()))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("GET /v1/me");
+        if me.status() == 401 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    lsp.shutdown_and_exit().await.expect("clean shutdown");
 }

@@ -29,7 +29,7 @@ pub(super) fn run() -> anyhow::Result<ExitCode> {
     );
     println!("Credentials file: {}", path.display());
     let Some(api_key) = resolved.api_key else {
-        println!("API key:          none (run `tandem login --api-key KEY`)");
+        println!("API key:          none (run `tandem login`)");
         return Ok(ExitCode::FAILURE);
     };
     println!(
@@ -46,6 +46,19 @@ pub(super) fn run() -> anyhow::Result<ExitCode> {
     match super::block_on(client.me(&target))? {
         Ok(me) => {
             println!("Account:          {} ({} tier)", me.user.email, me.tier);
+            let windows = [
+                ("Requests (hour):", &me.requests_this_hour, "requests"),
+                ("Requests (day):", &me.requests_today, "requests"),
+                ("Tokens (day):", &me.tokens_today, "tokens"),
+            ];
+            for (label, quota, unit) in windows {
+                if let Some(quota) = quota {
+                    println!(
+                        "{label:<18}{} of {} {unit} left, resets {}",
+                        quota.remaining, quota.limit, quota.resets_at
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(CloudError::Unauthorized) => {

@@ -73,7 +73,12 @@ mod tests {
         assert_eq!(capabilities["codeActionProvider"]["resolveProvider"], true);
         assert_eq!(
             capabilities["executeCommandProvider"]["commands"],
-            json!(["tandem.explain", "tandem.applyAction"])
+            json!([
+                "tandem.explain",
+                "tandem.applyAction",
+                "tandem.signIn",
+                "tandem.signOut"
+            ])
         );
         assert_eq!(
             capabilities["experimental"]["inlineCompletionProvider"],

@@ -15,6 +15,7 @@ mod error;
 mod from_proto;
 mod handlers;
 mod service;
+mod sign_in;
 mod stdio;
 mod tier_budget;
 mod to_proto;
@@ -132,6 +133,8 @@ pub struct TandemServer {
     /// none for it (a large file only read): editors ask for actions on every cursor
     /// move, and one parse per version is enough.
     action_tree: Mutex<Option<(String, i32, SyntaxTree)>>,
+    /// A `tandem.signIn` is waiting for its code to be confirmed.
+    signing_in: Arc<AtomicBool>,
 }
 
 impl TandemServer {
@@ -195,6 +198,7 @@ impl TandemServer {
             progress_cancellations: Mutex::new(HashMap::new()),
             next_progress: AtomicU64::new(1),
             action_tree: Mutex::new(None),
+            signing_in: Arc::new(AtomicBool::new(false)),
         }
     }
 

@@ -28,8 +28,17 @@ pub(crate) const EXPLAIN_COMMAND: &str = "tandem.explain";
 /// Computes and applies an action's edit through `workspace/applyEdit`: arguments
 /// `[data of the action]`; for clients that cannot resolve an action's edit.
 pub(crate) const APPLY_COMMAND: &str = "tandem.applyAction";
+/// Signs in with the device flow (see `lsp::sign_in`); no arguments.
+pub(crate) const SIGN_IN_COMMAND: &str = "tandem.signIn";
+/// Revokes the saved key on the server and deletes the credentials file; no arguments.
+pub(crate) const SIGN_OUT_COMMAND: &str = "tandem.signOut";
 /// Every command the server executes.
-pub(crate) const COMMANDS: [&str; 2] = [EXPLAIN_COMMAND, APPLY_COMMAND];
+pub(crate) const COMMANDS: [&str; 4] = [
+    EXPLAIN_COMMAND,
+    APPLY_COMMAND,
+    SIGN_IN_COMMAND,
+    SIGN_OUT_COMMAND,
+];
 
 /// The kinds of the actions offered, for `codeActionProvider`.
 pub(crate) const KINDS: [CodeActionKind; 4] = [

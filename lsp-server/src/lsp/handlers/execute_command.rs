@@ -11,9 +11,14 @@ use tower_lsp::lsp_types::{
 };
 
 use super::code_action_resolve::report;
+use crate::credentials;
 use crate::lsp::code_actions::explain::{self, ExplainArgument, ExplainParams};
 use crate::lsp::code_actions::progress::Progress;
-use crate::lsp::code_actions::{apply, ActionData, ActionError, APPLY_COMMAND, EXPLAIN_COMMAND};
+use crate::lsp::code_actions::{
+    apply, ActionData, ActionError, APPLY_COMMAND, COMMANDS, EXPLAIN_COMMAND, SIGN_IN_COMMAND,
+    SIGN_OUT_COMMAND,
+};
+use crate::lsp::sign_in;
 use crate::lsp::TandemServer;
 
 pub(crate) async fn handle_execute_command(
@@ -45,8 +50,28 @@ pub(crate) async fn handle_execute_command(
             }
             Ok(Some(Value::Bool(applied.applied)))
         }
+        SIGN_IN_COMMAND => {
+            let cloud_server = server.request_config().credentials.server;
+            match sign_in::start(server, cloud_server).await {
+                Ok(started) => Ok(serde_json::to_value(started).ok()),
+                Err(error) => {
+                    let message = format!("Tandem: {error}");
+                    server
+                        .client
+                        .show_message(MessageType::ERROR, message.clone())
+                        .await;
+                    Err(jsonrpc::Error {
+                        code: jsonrpc::ErrorCode::ServerError(-32803),
+                        message: message.into(),
+                        data: None,
+                    })
+                }
+            }
+        }
+        SIGN_OUT_COMMAND => Ok(Some(sign_out(server).await)),
         other => Err(jsonrpc::Error::invalid_params(format!(
-            "unknown command `{other}`; Tandem runs {EXPLAIN_COMMAND} and {APPLY_COMMAND}"
+            "unknown command `{other}`; Tandem runs {}",
+            COMMANDS.join(", ")
         ))),
     }
 }
@@ -104,6 +129,46 @@ async fn run_explain(
             Err(answer)
         }
     }
+}
+
+/// Revokes the key of the credentials file on its server and deletes the file; answers
+/// whether anything was signed out. Keys from editor settings or the environment are the
+/// user's to remove.
+async fn sign_out(server: &TandemServer) -> Value {
+    let path = server
+        .credentials_file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .path()
+        .map(std::path::PathBuf::from);
+    let Some(path) = path else {
+        return Value::Bool(false);
+    };
+    let saved = credentials::load(&path).ok().flatten().unwrap_or_default();
+    let Some(api_key) = saved.api_key.as_deref().and_then(credentials::ApiKey::new) else {
+        return Value::Bool(false);
+    };
+    let cloud_server = saved
+        .server
+        .as_deref()
+        .and_then(credentials::normalize_server)
+        .unwrap_or_else(|| credentials::DEFAULT_SERVER.to_owned());
+    let target = crate::cloud::CloudTarget {
+        server: cloud_server.clone(),
+        api_key,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let revoked = server.cloud.revoke_current_key(&target).await;
+    let deleted = credentials::delete(&path);
+    let message = match (&revoked, &deleted) {
+        (Ok(()), Ok(_)) => format!("Tandem: signed out of {cloud_server}"),
+        (Err(error), Ok(_)) => format!(
+            "Tandem: signed out on this machine; the key could not be revoked on {cloud_server} ({error})"
+        ),
+        (_, Err(error)) => format!("Tandem: cannot delete the credentials file: {error}"),
+    };
+    server.client.show_message(MessageType::INFO, message).await;
+    Value::Bool(deleted.is_ok())
 }
 
 /// A new work-done progress token, when the client supports server-initiated progress.

@@ -1,0 +1,207 @@
+//! The `tandem.signIn` command: `tandem login`'s device flow run by the language server,
+//! for editors whose users never open a terminal. The command answers at once with the
+//! code; the address opens in the browser (`window/showDocument`) and the code is shown
+//! (`window/showMessage`); a background task polls, saves the key to the credentials
+//! file, which every later request reads, and says who is signed in.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tower_lsp::lsp_types::{MessageType, ShowDocumentParams, Url};
+use tower_lsp::Client;
+
+use crate::cloud::{CloudClient, CloudError, CloudTarget, DevicePoll};
+use crate::credentials::{self, ApiKey, StoredCredentials};
+
+/// Timeout of each HTTP request of the sign-in.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// What `slow_down` adds between polls (RFC 8628 §3.5).
+const SLOW_DOWN: Duration = Duration::from_secs(5);
+
+/// What `tandem.signIn` answers: enough for a plugin to show the code its own way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SignInStarted {
+    pub(crate) user_code: String,
+    pub(crate) verification_uri: String,
+    pub(crate) verification_uri_complete: Option<String>,
+    pub(crate) expires_in: u64,
+}
+
+/// Why sign-in could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SignInError {
+    #[error("a sign-in is already waiting for its code to be confirmed")]
+    InProgress,
+    #[error("there is no place to keep credentials on this machine (no config directory)")]
+    NoCredentialsFile,
+    #[error("cannot start signing in with {server}: {source}")]
+    Start {
+        server: String,
+        #[source]
+        source: CloudError,
+    },
+}
+
+/// Starts the device flow against `server`, shows the code and the address, and leaves
+/// a task polling for the key.
+pub(crate) async fn start(
+    server: &super::TandemServer,
+    cloud_server: String,
+) -> Result<SignInStarted, SignInError> {
+    let path = server
+        .credentials_file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .path()
+        .map(PathBuf::from)
+        .ok_or(SignInError::NoCredentialsFile)?;
+    if server.signing_in.swap(true, Ordering::SeqCst) {
+        return Err(SignInError::InProgress);
+    }
+    let grant = match server
+        .cloud
+        .start_device_authorization(&cloud_server, REQUEST_TIMEOUT)
+        .await
+    {
+        Ok(grant) => grant,
+        Err(source) => {
+            server.signing_in.store(false, Ordering::SeqCst);
+            return Err(SignInError::Start {
+                server: cloud_server,
+                source,
+            });
+        }
+    };
+    let started = SignInStarted {
+        user_code: grant.user_code.clone(),
+        verification_uri: grant.verification_uri.clone(),
+        verification_uri_complete: grant.verification_uri_complete.clone(),
+        expires_in: grant.expires_in,
+    };
+    let client = server.client.clone();
+    client
+        .show_message(
+            MessageType::INFO,
+            format!(
+                "Tandem: to sign in, enter the code {} at {}",
+                grant.user_code, grant.verification_uri
+            ),
+        )
+        .await;
+    if server.request_config().client.show_document {
+        let address = grant
+            .verification_uri_complete
+            .as_deref()
+            .unwrap_or(&grant.verification_uri);
+        if let Ok(uri) = Url::parse(address) {
+            let shown = client
+                .show_document(ShowDocumentParams {
+                    uri,
+                    external: Some(true),
+                    take_focus: Some(true),
+                    selection: None,
+                })
+                .await;
+            if !matches!(shown, Ok(true)) {
+                tracing::debug!("the client did not open the sign-in page");
+            }
+        }
+    }
+    let poller = Poller {
+        client,
+        cloud: server.cloud.clone(),
+        server: cloud_server,
+        path,
+        device_code: grant.device_code,
+        interval: Duration::from_secs(grant.interval),
+        deadline: Instant::now() + Duration::from_secs(grant.expires_in),
+        signing_in: server.signing_in.clone(),
+    };
+    tokio::spawn(poller.run());
+    Ok(started)
+}
+
+/// Polls one grant to its end.
+struct Poller {
+    client: Client,
+    cloud: Arc<CloudClient>,
+    server: String,
+    path: PathBuf,
+    device_code: String,
+    interval: Duration,
+    deadline: Instant,
+    signing_in: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Poller {
+    async fn run(mut self) {
+        let outcome = self.poll().await;
+        self.signing_in.store(false, Ordering::SeqCst);
+        let (kind, message) = match outcome {
+            Ok(email) => (
+                MessageType::INFO,
+                format!("Tandem: signed in to {} as {email}", self.server),
+            ),
+            Err(reason) => (
+                MessageType::WARNING,
+                format!("Tandem: sign-in failed: {reason}"),
+            ),
+        };
+        self.client.show_message(kind, message).await;
+    }
+
+    /// The signed-in user's email, once the key is saved.
+    async fn poll(&mut self) -> Result<String, String> {
+        loop {
+            tokio::time::sleep(self.interval).await;
+            if Instant::now() > self.deadline {
+                return Err("the code expired before it was confirmed".to_owned());
+            }
+            let polled = self
+                .cloud
+                .poll_device_token(&self.server, &self.device_code, REQUEST_TIMEOUT)
+                .await;
+            match polled {
+                Ok(DevicePoll::Granted(key)) => return self.save(key).await,
+                Ok(DevicePoll::Pending) => {}
+                Ok(DevicePoll::SlowDown) => self.interval += SLOW_DOWN,
+                Ok(DevicePoll::Denied) => return Err("the sign-in was declined".to_owned()),
+                Ok(DevicePoll::Expired) => {
+                    return Err("the code expired before it was confirmed".to_owned())
+                }
+                Err(CloudError::Unreachable { reason, .. }) => {
+                    tracing::warn!(%reason, "sign-in poll failed; still waiting");
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+
+    async fn save(&self, key: String) -> Result<String, String> {
+        let api_key = ApiKey::new(&key).ok_or("the server issued an empty key")?;
+        let target = CloudTarget {
+            server: self.server.clone(),
+            api_key,
+            timeout: REQUEST_TIMEOUT,
+        };
+        let me = self
+            .cloud
+            .me(&target)
+            .await
+            .map_err(|error| error.to_string())?;
+        credentials::save(
+            &self.path,
+            &StoredCredentials {
+                server: Some(self.server.clone()),
+                api_key: Some(key),
+            },
+        )
+        .map_err(|error| error.to_string())?;
+        tracing::info!(server = %self.server, "signed in; credentials saved");
+        Ok(me.user.email)
+    }
+}
