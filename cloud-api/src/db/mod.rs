@@ -2,6 +2,7 @@
 //!
 //! All SQL of the crate lives under this module.
 
+pub mod account;
 pub mod api_keys;
 pub mod audit;
 pub mod device_codes;

@@ -61,7 +61,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn info(key: &ApiKey, caller: &AuthUser) -> KeyInfo {
+pub(super) fn info(key: &ApiKey, caller: &AuthUser) -> KeyInfo {
     KeyInfo {
         id: key.id.clone(),
         name: key.name.clone(),

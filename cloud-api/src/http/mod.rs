@@ -1,5 +1,6 @@
 //! The HTTP API: [`app`] assembles the feature routers and the layers around them.
 
+mod account;
 mod chat;
 mod completions;
 mod health;
@@ -34,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(me::router())
         .merge(keys::router())
+        .merge(account::router())
         .merge(oauth::router())
         .merge(completions::router())
         .merge(chat::router())

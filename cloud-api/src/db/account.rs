@@ -1,0 +1,116 @@
+//! Data rights: everything stored about a user, and deleting it.
+//!
+//! Deletion removes the user, their keys, their usage rows and their device grants (the
+//! foreign keys cascade) in one transaction; the audit log keeps its entries about them
+//! (who did what to the account stays accountable) but loses the email address they held,
+//! and gains one saying the account was deleted. Usage is deleted, not anonymised: the
+//! deployment's totals shrink by what the user used.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::SqlitePool;
+
+use super::api_keys::{self, ApiKey};
+use super::audit::{self, Actor, AuditEntry};
+use super::users::User;
+use super::DbError;
+
+/// One usage row, as exported.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ExportedUsage {
+    pub request_id: String,
+    pub key_id: String,
+    pub endpoint: String,
+    pub task: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub latency_ms: i64,
+    pub status: i64,
+    pub cost_usd: f64,
+    pub created_at: String,
+}
+
+/// Everything stored about a user.
+#[derive(Debug, Clone)]
+pub struct AccountData {
+    pub keys: Vec<ApiKey>,
+    pub usage: Vec<ExportedUsage>,
+    pub audit: Vec<AuditEntry>,
+}
+
+/// Most audit entries exported: far more than an account gathers in normal use.
+const MAX_AUDIT_ENTRIES: u32 = 100_000;
+
+pub async fn export(pool: &SqlitePool, user: &User) -> Result<AccountData, DbError> {
+    let keys = api_keys::list_for_user(pool, user).await?;
+    let usage: Vec<ExportedUsage> = sqlx::query_as(
+        "SELECT request_id, key_id, endpoint, task, provider, model, prompt_tokens, \
+         completion_tokens, latency_ms, status, cost_usd, created_at \
+         FROM usage WHERE user_id = ? ORDER BY created_at, id",
+    )
+    .bind(&user.id)
+    .fetch_all(pool)
+    .await?;
+    let audit = audit::recent(pool, Some(&user.id), MAX_AUDIT_ENTRIES).await?;
+    Ok(AccountData { keys, usage, audit })
+}
+
+/// What deleting an account removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    pub keys: u64,
+    pub usage_rows: u64,
+}
+
+/// Deletes `user` and everything that is theirs, recording who did it.
+pub async fn delete(
+    pool: &SqlitePool,
+    user: &User,
+    actor: &Actor,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<Deleted, DbError> {
+    let mut transaction = pool.begin().await?;
+    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
+        .bind(&user.id)
+        .fetch_one(&mut *transaction)
+        .await?;
+    let usage_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE user_id = ?")
+        .bind(&user.id)
+        .fetch_one(&mut *transaction)
+        .await?;
+    // The email goes from the audit details; the entries themselves stay.
+    sqlx::query(
+        "UPDATE audit_log SET detail = json_remove(detail, '$.email') \
+         WHERE target = ?1 OR actor = ?1",
+    )
+    .bind(format!("user:{}", user.id))
+    .execute(&mut *transaction)
+    .await?;
+    // Keys, usage and device grants cascade.
+    let removed = sqlx::query("DELETE FROM users WHERE id = ?")
+        .bind(&user.id)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    if removed == 0 {
+        return Err(DbError::UnknownUser(user.id.clone()));
+    }
+    audit::record(
+        &mut *transaction,
+        actor,
+        "account.delete",
+        Some(&format!("user:{}", user.id)),
+        source,
+        &json!({"keys": keys, "usage_rows": usage_rows, "at": now}),
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(Deleted {
+        keys: u64::try_from(keys).unwrap_or(0),
+        usage_rows: u64::try_from(usage_rows).unwrap_or(0),
+    })
+}

@@ -1,0 +1,152 @@
+//! Data rights: `GET /v1/account/export` (everything stored about the caller, as one JSON
+//! document) and `DELETE /v1/account` (the caller's account and all that is theirs; see
+//! [`crate::db::account`] for what goes and what stays). Deleting needs the account's
+//! email in the body, so a key alone — a leaked one, say — cannot do it by accident.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::db::account::{self, Deleted, ExportedUsage};
+use crate::db::audit::Actor;
+use crate::db::users;
+use crate::error::AppError;
+use crate::extract::{AuthUser, ClientAddress, ValidJson, Validate};
+use crate::state::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/account/export", get(export))
+        .route("/v1/account", delete(delete_account))
+}
+
+#[derive(Debug, Serialize)]
+struct Export {
+    exported_at: String,
+    user: ExportedUser,
+    keys: Vec<tandem_shared::KeyInfo>,
+    usage: Vec<ExportedUsage>,
+    audit: Vec<ExportedAudit>,
+}
+
+#[derive(Debug, Serialize)]
+struct ExportedUser {
+    id: String,
+    email: String,
+    tier: String,
+    created_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ExportedAudit {
+    at: String,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    source: String,
+    detail: Value,
+}
+
+fn time(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+async fn export(State(state): State<AppState>, caller: AuthUser) -> Result<Response, AppError> {
+    let data = account::export(&state.db, &caller.user)
+        .await
+        .map_err(AppError::internal)?;
+    let user = &caller.user;
+    let document = Export {
+        exported_at: time(Utc::now()),
+        user: ExportedUser {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            tier: user.tier.to_string(),
+            created_at: time(user.created_at),
+        },
+        keys: data
+            .keys
+            .iter()
+            .map(|key| super::keys::info(key, &caller))
+            .collect(),
+        usage: data.usage,
+        audit: data
+            .audit
+            .into_iter()
+            .map(|entry| ExportedAudit {
+                at: time(entry.at),
+                actor: entry.actor,
+                action: entry.action,
+                target: entry.target,
+                source: entry.source,
+                detail: entry.detail,
+            })
+            .collect(),
+    };
+    let disposition = format!("attachment; filename=\"tandem-account-{}.json\"", user.id);
+    let mut response = Json(document).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&disposition) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// Body of `DELETE /v1/account`.
+#[derive(Debug, Deserialize)]
+struct DeleteAccount {
+    /// The account's email, to confirm.
+    confirm: String,
+}
+
+impl Validate for DeleteAccount {
+    fn validate(&self) -> Result<(), String> {
+        if self.confirm.trim().is_empty() {
+            return Err("`confirm` must be the account's email address".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DeletedAnswer {
+    deleted: bool,
+    #[serde(flatten)]
+    removed: Deleted,
+}
+
+async fn delete_account(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    ClientAddress(source): ClientAddress,
+    ValidJson(request): ValidJson<DeleteAccount>,
+) -> Result<Response, AppError> {
+    if users::normalize_email(&request.confirm) != caller.user.email {
+        return Err(AppError::InvalidRequest(
+            "`confirm` does not match this account's email address; nothing was deleted".to_owned(),
+        ));
+    }
+    let actor = Actor::User {
+        id: caller.user.id.clone(),
+        key_id: Some(caller.key_id.clone()),
+    };
+    let removed = account::delete(&state.db, &caller.user, &actor, &source, Utc::now())
+        .await
+        .map_err(AppError::internal)?;
+    tracing::info!(user_id = %caller.user.id, keys = removed.keys, usage_rows = removed.usage_rows, "account deleted");
+    Ok(Json(DeletedAnswer {
+        deleted: true,
+        removed,
+    })
+    .into_response())
+}
