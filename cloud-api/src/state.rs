@@ -44,7 +44,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The bearer token `GET /metrics` requires (`metrics.token_env`); never logged.
     pub(crate) metrics_token: Option<Arc<str>>,
+    /// Sign-in codes handed out per client address, which anyone may ask for.
+    pub(crate) device_code_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
 }
+
+/// Sign-in codes one address may ask for per minute (a burst of as many): plenty for
+/// people, a wall for a script filling the table.
+pub const DEVICE_CODES_PER_MINUTE: u32 = 10;
 
 /// Why the state could not be built at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +137,12 @@ impl AppState {
             router: Arc::new(router),
             metrics,
             metrics_token: None,
+            device_code_limiter: Arc::new(governor::DefaultKeyedRateLimiter::keyed(
+                governor::Quota::per_minute(
+                    std::num::NonZeroU32::new(DEVICE_CODES_PER_MINUTE)
+                        .unwrap_or(std::num::NonZeroU32::MIN),
+                ),
+            )),
         }
     }
 

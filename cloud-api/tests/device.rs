@@ -272,3 +272,18 @@ async fn racing_polls_collect_one_key() {
             .unwrap();
     assert_eq!(keys, 1);
 }
+
+#[tokio::test]
+async fn one_address_cannot_flood_the_code_table() {
+    let app = TestApp::new("").await;
+    for _ in 0..10 {
+        start(&app).await;
+    }
+    let flooded = form(&app, "/oauth/device/code", "client_id=tandem-cli").await;
+    assert_oauth_error(&flooded, 429, "slow_down");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_codes")
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 10);
+}

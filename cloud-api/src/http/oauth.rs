@@ -21,7 +21,7 @@ use tandem_shared::Scope;
 use crate::db::device_codes::{self, Poll};
 use crate::extract::ClientAddress;
 use crate::keys::{self, KeyHash};
-use crate::state::AppState;
+use crate::state::{AppState, DEVICE_CODES_PER_MINUTE};
 
 /// The `grant_type` of a device poll.
 pub const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -201,9 +201,11 @@ pub fn normalize_user_code(typed: &str) -> Option<String> {
 async fn device_code(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(source): ClientAddress,
     form: Result<Form<DeviceCodeForm>, FormRejection>,
 ) -> Result<Response, OAuthFailure> {
     let Form(form) = form.map_err(bad_form)?;
+    limit_codes(&state, source)?;
     let client_id = client_allowed(form.client_id.as_deref())?;
     let scopes = requested_scopes(form.scope.as_deref())?;
     let auth = &state.config.auth;
@@ -253,6 +255,25 @@ async fn device_code(
         interval: grant.interval_secs,
     };
     Ok(no_store(Json(answer).into_response()))
+}
+
+/// Keeps one address from asking for more than [`DEVICE_CODES_PER_MINUTE`] codes.
+fn limit_codes(state: &AppState, source: String) -> Result<(), OAuthFailure> {
+    let limiter = &state.device_code_limiter;
+    if limiter.len() > 10_000 {
+        // Addresses seen once long ago need no state.
+        limiter.retain_recent();
+    }
+    limiter.check_key(&source).map_err(|_| {
+        OAuthFailure::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            format!(
+                "too many sign-in codes asked for from this address (at most \
+                 {DEVICE_CODES_PER_MINUTE} a minute); wait a minute"
+            ),
+        )
+    })
 }
 
 #[derive(Debug, Deserialize)]
