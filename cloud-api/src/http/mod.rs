@@ -3,6 +3,7 @@
 mod account;
 mod chat;
 mod completions;
+mod device_page;
 mod health;
 mod keys;
 mod me;
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(keys::router())
         .merge(account::router())
         .merge(oauth::router())
+        .merge(device_page::router())
         .merge(completions::router())
         .merge(chat::router())
         .merge(usage::router())
