@@ -174,24 +174,13 @@ impl CloudClient {
         server: &str,
         timeout: Duration,
     ) -> Result<DeviceAuthorization, CloudError> {
-        let url = format!("{server}/oauth/device/code");
         let form = [
             ("client_id", DEVICE_CLIENT_ID),
             ("scope", "completions chat"),
         ];
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|error| classify_anonymous(server, timeout, error))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| classify_anonymous(server, timeout, error))?;
+        let (status, bytes) = self
+            .post_form(server, "oauth/device/code", &form, timeout)
+            .await?;
         if !status.is_success() {
             return Err(oauth_failure(status.as_u16(), &bytes));
         }
@@ -205,25 +194,14 @@ impl CloudClient {
         device_code: &str,
         timeout: Duration,
     ) -> Result<DevicePoll, CloudError> {
-        let url = format!("{server}/oauth/token");
         let form = [
             ("grant_type", DEVICE_GRANT_TYPE),
             ("device_code", device_code),
             ("client_id", DEVICE_CLIENT_ID),
         ];
-        let response = self
-            .http
-            .post(&url)
-            .form(&form)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|error| classify_anonymous(server, timeout, error))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| classify_anonymous(server, timeout, error))?;
+        let (status, bytes) = self
+            .post_form(server, "oauth/token", &form, timeout)
+            .await?;
         if status.is_success() {
             #[derive(serde::Deserialize)]
             struct Granted {
@@ -241,6 +219,29 @@ impl CloudClient {
             Some("expired_token") => DevicePoll::Expired,
             _ => return Err(oauth_failure(status.as_u16(), &bytes)),
         })
+    }
+
+    /// POSTs a form to `{server}/{path}` without a key; the status and body, whatever
+    /// the status (OAuth endpoints answer errors in their own shape).
+    async fn post_form(
+        &self,
+        server: &str,
+        path: &str,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), CloudError> {
+        let classify = |error| classify_anonymous(server, timeout, error);
+        let response = self
+            .http
+            .post(format!("{server}/{path}"))
+            .form(form)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(classify)?;
+        Ok((status, bytes.to_vec()))
     }
 
     /// `DELETE {server}/v1/keys/current`: revokes the key making the request.

@@ -27,6 +27,31 @@ async fn tandem_cli(config_directory: &std::path::Path, args: &[&str]) -> Output
         .expect("run tandem")
 }
 
+/// The status `GET /v1/me` answers `key` with.
+async fn me_status(cloud: &CloudServer, key: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}/v1/me", cloud.url()))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET /v1/me")
+        .status()
+        .as_u16()
+}
+
+/// Waits for the server to refuse `key` (a revocation reaches its key cache through the
+/// auth epoch, within a quarter of a second).
+async fn wait_until_refused(cloud: &CloudServer, key: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while me_status(cloud, key).await != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key still works"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn provider_and_cloud() -> (ProviderFixture, CloudServer) {
     let provider = ProviderFixture::start().await.expect("provider fixture");
     provider.reply_with_text(REPLY);
@@ -327,13 +352,7 @@ async fn login_through_the_device_flow_and_logout_revokes_the_key() {
     .expect("credentials.json is JSON");
     let key = saved["api_key"].as_str().expect("a key").to_owned();
     assert!(key.starts_with("tdm_") && key != cloud.api_key());
-    let me = reqwest::Client::new()
-        .get(format!("{}/v1/me", cloud.url()))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("GET /v1/me");
-    assert_eq!(me.status(), 200);
+    assert_eq!(me_status(&cloud, &key).await, 200);
 
     // Logout revokes this device's key on the server, then deletes the file.
     let output = tandem_cli(config_directory.path(), &["logout"]).await;
@@ -341,31 +360,9 @@ async fn login_through_the_device_flow_and_logout_revokes_the_key() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("Revoked the key"), "{stdout}");
     assert!(!credentials_path.exists());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let me = reqwest::Client::new()
-            .get(format!("{}/v1/me", cloud.url()))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("GET /v1/me");
-        if me.status() == 401 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the key still works"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_refused(&cloud, &key).await;
     // The cloud's other key is untouched.
-    let me = reqwest::Client::new()
-        .get(format!("{}/v1/me", cloud.url()))
-        .bearer_auth(cloud.api_key())
-        .send()
-        .await
-        .expect("GET /v1/me");
-    assert_eq!(me.status(), 200);
+    assert_eq!(me_status(&cloud, cloud.api_key()).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,22 +483,6 @@ async fn the_language_server_signs_in_and_out_itself() {
         .unwrap_or_else(|error| panic!("tandem.signOut: {error}\n{}", lsp.stderr()));
     assert_eq!(signed_out, true);
     assert!(!credentials_path.exists());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let me = reqwest::Client::new()
-            .get(format!("{}/v1/me", cloud.url()))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("GET /v1/me");
-        if me.status() == 401 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the key still works"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_refused(&cloud, &key).await;
     lsp.shutdown_and_exit().await.expect("clean shutdown");
 }
