@@ -115,6 +115,18 @@ pub async fn set_tier(pool: &SqlitePool, email: &str, tier: &Tier) -> Result<Use
 }
 
 /// Number of users.
+/// Users in creation order, `limit` of them after the first `offset`.
+pub async fn list(pool: &SqlitePool, offset: u32, limit: u32) -> Result<Vec<User>, DbError> {
+    let rows: Vec<UserRow> = sqlx::query_as(
+        "SELECT id, email, tier, created_at FROM users ORDER BY created_at, id LIMIT ? OFFSET ?",
+    )
+    .bind(i64::from(limit))
+    .bind(i64::from(offset))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(User::try_from).collect()
+}
+
 pub async fn count(pool: &SqlitePool) -> Result<i64, DbError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(pool)

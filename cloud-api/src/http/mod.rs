@@ -1,6 +1,7 @@
 //! The HTTP API: [`app`] assembles the feature routers and the layers around them.
 
 mod account;
+mod admin;
 mod chat;
 mod completions;
 mod device_page;
@@ -37,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .merge(me::router())
         .merge(keys::router())
         .merge(account::router())
+        .merge(admin::router())
         .merge(oauth::router())
         .merge(device_page::router())
         .merge(completions::router())
