@@ -19,6 +19,7 @@ pub mod providers;
 pub mod rate_limit;
 pub mod routing;
 pub mod serve;
+pub mod sessions;
 pub mod state;
 pub mod tiers;
 pub mod usage;

@@ -220,10 +220,14 @@ mod tests {
                 PendingMigration {
                     version: 6,
                     description: "device authorization".to_owned()
+                },
+                PendingMigration {
+                    version: 7,
+                    description: "sessions".to_owned()
                 }
             ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 6);
+        assert_eq!(migrate(&pool).await.unwrap(), 7);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
@@ -255,7 +259,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&pool).await.unwrap(), 5);
+        assert_eq!(migrate(&pool).await.unwrap(), 6);
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
             .fetch_one(&pool)
             .await
