@@ -71,6 +71,20 @@ pub struct Config {
     /// The Prometheus endpoint, `GET /metrics`.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Browser sessions of the account pages.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+}
+
+/// `[sessions]`: how browser sessions are signed.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Name of an environment variable holding the HS256 secret that signs session
+    /// tokens: at least 32 bytes (256 bits) of random data, shared by every instance.
+    /// The server refuses to start with a shorter one. Without it, no browser sessions.
+    #[serde(default)]
+    pub jwt_secret_env: Option<String>,
 }
 
 /// `[metrics]`: whether `GET /metrics` is served, and to whom.

@@ -46,6 +46,8 @@ pub struct AppState {
     pub(crate) metrics_token: Option<Arc<str>>,
     /// Sign-in codes handed out per client address, which anyone may ask for.
     pub(crate) device_code_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// Signs browser sessions; `None` without `[sessions] jwt_secret_env`.
+    pub sessions: Option<Arc<crate::sessions::SessionSigner>>,
 }
 
 /// Sign-in codes one address may ask for per minute (a burst of as many): plenty for
@@ -60,6 +62,16 @@ pub enum StateError {
     /// `metrics.token_env` names a variable that is not set (or is empty).
     #[error("environment variable `{variable}` (named by metrics.token_env) is not set")]
     MetricsToken { variable: String },
+    /// `sessions.jwt_secret_env` names a variable that is not set (or is empty).
+    #[error("environment variable `{variable}` (named by sessions.jwt_secret_env) is not set")]
+    SessionSecretMissing { variable: String },
+    /// The session secret is too weak to sign with.
+    #[error("environment variable `{variable}` (named by sessions.jwt_secret_env): {source}")]
+    SessionSecret {
+        variable: String,
+        #[source]
+        source: crate::sessions::SessionError,
+    },
 }
 
 impl std::fmt::Debug for AppState {
@@ -96,8 +108,30 @@ impl AppState {
             },
             None => None,
         };
+        let sessions = match &config.sessions.jwt_secret_env {
+            Some(variable) => {
+                let secret = env(variable)
+                    .filter(|secret| !secret.is_empty())
+                    .ok_or_else(|| StateError::SessionSecretMissing {
+                        variable: variable.clone(),
+                    })?;
+                let issuer = config
+                    .auth
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| "tandem-cloud".to_owned());
+                let signer = crate::sessions::SessionSigner::hs256(secret.as_bytes(), &issuer)
+                    .map_err(|source| StateError::SessionSecret {
+                        variable: variable.clone(),
+                        source,
+                    })?;
+                Some(Arc::new(signer))
+            }
+            None => None,
+        };
         let mut state = AppState::with_providers(config, db, providers);
         state.metrics_token = metrics_token;
+        state.sessions = sessions;
         Ok(state)
     }
 
@@ -137,6 +171,7 @@ impl AppState {
             router: Arc::new(router),
             metrics,
             metrics_token: None,
+            sessions: None,
             device_code_limiter: Arc::new(governor::DefaultKeyedRateLimiter::keyed(
                 governor::Quota::per_minute(
                     std::num::NonZeroU32::new(DEVICE_CODES_PER_MINUTE)

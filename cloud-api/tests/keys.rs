@@ -272,3 +272,30 @@ async fn bad_key_requests_are_named() {
         "nothing was created"
     );
 }
+
+#[tokio::test]
+async fn a_session_secret_shorter_than_256_bits_stops_the_start() {
+    use tandem_cloud::{AppState, Config};
+    let app = TestApp::new("").await;
+    let config =
+        Config::parse_str("[sessions]\njwt_secret_env = \"TANDEM_TEST_SESSION_SECRET\"\n").unwrap();
+    let with = |secret: Option<&'static str>| {
+        AppState::with_env(config.clone(), app.state.db.clone(), &move |name| {
+            (name == "TANDEM_TEST_SESSION_SECRET")
+                .then_some(secret)
+                .flatten()
+                .map(str::to_owned)
+        })
+    };
+    let short = with(Some("31-bytes-is-one-byte-too-short!")).unwrap_err();
+    assert_eq!(
+        short.to_string(),
+        "environment variable `TANDEM_TEST_SESSION_SECRET` (named by sessions.jwt_secret_env): \
+         the session secret is 31 bytes; it must be at least 32 bytes (256 bits) of random data"
+    );
+    let missing = with(None).unwrap_err();
+    assert!(missing.to_string().contains("is not set"), "{missing}");
+    let state = with(Some("a-32-byte-secret-of-random-data!")).unwrap();
+    assert!(state.sessions.is_some());
+    assert!(app.state.sessions.is_none(), "no sessions without a secret");
+}
