@@ -6,28 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
-use common::{completion_body, Reply, TestApp};
-use serde_json::{json, Value};
+use common::{completion_body, TestApp};
+use serde_json::json;
 use tandem_cloud::db::audit::{self, Actor};
 use tandem_cloud::db::{api_keys, users};
 use tandem_cloud::keys;
 use tandem_shared::Tier;
-
-async fn call(app: &TestApp, key: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
-    let builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"));
-    let request = match body {
-        Some(body) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string())),
-        None => builder.body(Body::empty()),
-    };
-    app.send(request.unwrap()).await
-}
 
 async fn count(app: &TestApp, sql: &str, user_id: &str) -> i64 {
     sqlx::query_scalar(sql)
@@ -64,17 +48,17 @@ async fn export_then_delete_an_account() {
     .await
     .unwrap();
     assert_eq!(app.complete(completion_body()).await.status, 200);
-    let other_reply = call(
-        &app,
-        &other_key.secret,
-        "POST",
-        "/v1/completions",
-        Some(completion_body()),
-    )
-    .await;
+    let other_reply = app
+        .call(
+            &other_key.secret,
+            "POST",
+            "/v1/completions",
+            Some(completion_body()),
+        )
+        .await;
     assert_eq!(other_reply.status, 200);
 
-    let export = call(&app, &app.key, "GET", "/v1/account/export", None).await;
+    let export = app.call(&app.key, "GET", "/v1/account/export", None).await;
     assert_eq!(export.status, 200, "{}", export.text);
     assert_eq!(
         export.headers["content-disposition"],
@@ -95,32 +79,32 @@ async fn export_then_delete_an_account() {
     assert!(!export.text.contains(&app.key), "no secret is exported");
 
     // Deleting needs the account's email.
-    let refused = call(
-        &app,
-        &app.key,
-        "DELETE",
-        "/v1/account",
-        Some(json!({"confirm": "other@example.com"})),
-    )
-    .await;
+    let refused = app
+        .call(
+            &app.key,
+            "DELETE",
+            "/v1/account",
+            Some(json!({"confirm": "other@example.com"})),
+        )
+        .await;
     assert!(refused
         .assert_error(422, "invalid_request")
         .contains("nothing was deleted"));
-    let missing = call(&app, &app.key, "DELETE", "/v1/account", None).await;
+    let missing = app.call(&app.key, "DELETE", "/v1/account", None).await;
     assert_eq!(missing.status, 415, "{}", missing.text);
     assert_eq!(
         count(&app, "SELECT COUNT(*) FROM users WHERE id = ?", &user.id).await,
         1
     );
 
-    let deleted = call(
-        &app,
-        &app.key,
-        "DELETE",
-        "/v1/account",
-        Some(json!({"confirm": " User@Example.com "})),
-    )
-    .await;
+    let deleted = app
+        .call(
+            &app.key,
+            "DELETE",
+            "/v1/account",
+            Some(json!({"confirm": " User@Example.com "})),
+        )
+        .await;
     assert_eq!(deleted.status, 200, "{}", deleted.text);
     assert_eq!(
         deleted.json,
@@ -136,7 +120,7 @@ async fn export_then_delete_an_account() {
     // Every key stops working.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let reply = call(&app, &app.key, "GET", "/v1/me", None).await;
+        let reply = app.call(&app.key, "GET", "/v1/me", None).await;
         if reply.status == 401 {
             break;
         }
@@ -166,6 +150,6 @@ async fn export_then_delete_an_account() {
         .await,
         1
     );
-    let theirs = call(&app, &other_key.secret, "GET", "/v1/me", None).await;
+    let theirs = app.call(&other_key.secret, "GET", "/v1/me", None).await;
     assert_eq!(theirs.status, 200);
 }

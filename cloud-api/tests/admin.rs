@@ -5,28 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
-use common::{Reply, TestApp};
-use serde_json::{json, Value};
+use common::TestApp;
+use serde_json::json;
 use tandem_cloud::db::api_keys::{self, KeyGrant};
 use tandem_cloud::db::users;
 use tandem_cloud::keys;
 use tandem_shared::{Scope, Tier};
-
-async fn call(app: &TestApp, key: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
-    let builder = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"));
-    let request = match body {
-        Some(body) => builder
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string())),
-        None => builder.body(Body::empty()),
-    };
-    app.send(request.unwrap()).await
-}
 
 async fn admin_key(app: &TestApp) -> (String, String) {
     let admin = users::create(&app.state.db, "root@example.com", Tier::enterprise())
@@ -47,7 +31,7 @@ async fn admin_key(app: &TestApp) -> (String, String) {
 #[tokio::test]
 async fn only_admin_keys_get_in() {
     let app = TestApp::new("").await;
-    let user_key_id = call(&app, &app.key, "GET", "/v1/keys", None).await.json["keys"][0]["id"]
+    let user_key_id = app.call(&app.key, "GET", "/v1/keys", None).await.json["keys"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -61,12 +45,12 @@ async fn only_admin_keys_get_in() {
         ("DELETE", format!("/admin/keys/{user_key_id}"), None),
         ("GET", "/admin/audit".to_owned(), None),
     ] {
-        let reply = call(&app, &app.key, method, &path, body).await;
+        let reply = app.call(&app.key, method, &path, body).await;
         let message = reply.assert_error(403, "forbidden");
         assert!(message.contains("`admin` scope"), "{path}: {message}");
     }
     // Nothing changed.
-    let me = call(&app, &app.key, "GET", "/v1/me", None).await;
+    let me = app.call(&app.key, "GET", "/v1/me", None).await;
     assert_eq!(
         (me.status.as_u16(), me.json["tier"].as_str()),
         (200, Some("pro"))
@@ -78,7 +62,7 @@ async fn an_admin_changes_tiers_revokes_keys_and_reads_the_log() {
     let app = TestApp::new("").await;
     let (admin, admin_id) = admin_key(&app).await;
 
-    let listed = call(&app, &admin, "GET", "/admin/users?limit=10", None).await;
+    let listed = app.call(&admin, "GET", "/admin/users?limit=10", None).await;
     assert_eq!(listed.status, 200, "{}", listed.text);
     assert_eq!(listed.json["total"], 2);
     let emails: Vec<&str> = listed.json["users"]
@@ -88,42 +72,41 @@ async fn an_admin_changes_tiers_revokes_keys_and_reads_the_log() {
         .map(|user| user["email"].as_str().unwrap())
         .collect();
     assert_eq!(emails, ["user@example.com", "root@example.com"]);
-    call(&app, &admin, "GET", "/admin/users?limit=5000", None)
+    app.call(&admin, "GET", "/admin/users?limit=5000", None)
         .await
         .assert_error(422, "invalid_request");
 
-    let changed = call(
-        &app,
-        &admin,
-        "PUT",
-        "/admin/users/USER@example.com/tier",
-        Some(json!({"tier": "free"})),
-    )
-    .await;
+    let changed = app
+        .call(
+            &admin,
+            "PUT",
+            "/admin/users/USER@example.com/tier",
+            Some(json!({"tier": "free"})),
+        )
+        .await;
     assert_eq!(changed.status, 200, "{}", changed.text);
     assert_eq!(changed.json["tier"], "free");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let me = call(&app, &app.key, "GET", "/v1/me", None).await;
+        let me = app.call(&app.key, "GET", "/v1/me", None).await;
         if me.json["tier"] == "free" {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{}", me.text);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let unknown = call(
-        &app,
-        &admin,
-        "PUT",
-        "/admin/users/user@example.com/tier",
-        Some(json!({"tier": "platinum"})),
-    )
-    .await;
+    let unknown = app
+        .call(
+            &admin,
+            "PUT",
+            "/admin/users/user@example.com/tier",
+            Some(json!({"tier": "platinum"})),
+        )
+        .await;
     assert!(unknown
         .assert_error(422, "invalid_request")
         .contains("unknown tier `platinum`"));
-    call(
-        &app,
+    app.call(
         &admin,
         "PUT",
         "/admin/users/nobody@example.com/tier",
@@ -132,42 +115,37 @@ async fn an_admin_changes_tiers_revokes_keys_and_reads_the_log() {
     .await
     .assert_error(404, "not_found");
 
-    let user_key_id = call(&app, &app.key, "GET", "/v1/keys", None).await.json["keys"][0]["id"]
+    let user_key_id = app.call(&app.key, "GET", "/v1/keys", None).await.json["keys"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let revoked = call(
-        &app,
-        &admin,
-        "DELETE",
-        &format!("/admin/keys/{user_key_id}"),
-        None,
-    )
-    .await;
+    let revoked = app
+        .call(
+            &admin,
+            "DELETE",
+            &format!("/admin/keys/{user_key_id}"),
+            None,
+        )
+        .await;
     assert_eq!(
         revoked.json,
         json!({"id": user_key_id, "revoked": true, "already_revoked": false})
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while call(&app, &app.key, "GET", "/v1/me", None).await.status != 401 {
+    while app.call(&app.key, "GET", "/v1/me", None).await.status != 401 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the key still works"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    call(&app, &admin, "DELETE", "/admin/keys/no-such-key", None)
+    app.call(&admin, "DELETE", "/admin/keys/no-such-key", None)
         .await
         .assert_error(404, "not_found");
 
-    let log = call(
-        &app,
-        &admin,
-        "GET",
-        "/admin/audit?email=user@example.com",
-        None,
-    )
-    .await;
+    let log = app
+        .call(&admin, "GET", "/admin/audit?email=user@example.com", None)
+        .await;
     assert_eq!(log.status, 200, "{}", log.text);
     let entries = log.json["entries"].as_array().unwrap();
     let actions: Vec<&str> = entries

@@ -5,8 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
 use chrono::Utc;
 use common::{completion_body, Reply, TestApp};
 use serde_json::{json, Value};
@@ -16,34 +14,15 @@ use tandem_cloud::keys;
 use tandem_shared::{Scope, Tier};
 
 async fn get(app: &TestApp, key: &str, path: &str) -> Reply {
-    app.send(
-        Request::get(path)
-            .header("authorization", format!("Bearer {key}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
+    app.call(key, "GET", path, None).await
 }
 
 async fn post(app: &TestApp, key: &str, path: &str, body: Value) -> Reply {
-    app.send(
-        Request::post(path)
-            .header("authorization", format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap(),
-    )
-    .await
+    app.call(key, "POST", path, Some(body)).await
 }
 
 async fn delete(app: &TestApp, key: &str, path: &str) -> Reply {
-    app.send(
-        Request::delete(path)
-            .header("authorization", format!("Bearer {key}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
+    app.call(key, "DELETE", path, None).await
 }
 
 fn chat_body() -> Value {

@@ -94,6 +94,21 @@ impl TestApp {
         self.post("/v1/chat", body).await
     }
 
+    /// `method path` with `key`, and a JSON body when given.
+    pub async fn call(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"));
+        let request = match body {
+            Some(body) => builder
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
     /// POST `path` with this app's key and a JSON body; the response unread (streams).
     pub async fn post_unread(&self, path: &str, body: &Value) -> axum::response::Response {
         self.router
