@@ -8,20 +8,18 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
-use tandem_shared::{ChatDiagnostic, ChatRequest, ChatResponse, ChatTask};
+use axum::Router;
+use tandem_shared::{ChatDiagnostic, ChatRequest, ChatTask};
 
 use super::completions::{
-    accounted, admit, check_no_nul, settle, usage_record, validate_context, validate_language,
-    validate_path, validate_sampling, with_quota, Admitted, Ask,
+    check_no_nul, serve, usage_record, validate_context, validate_language, validate_path,
+    validate_sampling, Ask, Reply,
 };
-use super::streaming;
-use crate::db::usage::UsageRecord;
+use super::streaming::Answer;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
 use crate::prompt::tasks;
-use crate::providers::ChatPrompt;
-use crate::routing::StreamRequest;
+use crate::routing::ModelRequest;
 use crate::state::AppState;
 use crate::tiers::Feature;
 
@@ -153,7 +151,7 @@ async fn handle_chat(
     ValidJson(request): ValidJson<ChatRequest>,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    let mut record = usage_record(
+    let record = usage_record(
         &caller,
         format!("chat-{}", uuid::Uuid::new_v4()),
         ENDPOINT,
@@ -165,67 +163,20 @@ async fn handle_chat(
         file_size: request.file_size,
     };
     let prompt = tasks::build(&request);
-    let result = match admit(&state, &caller, ask).await {
-        Ok(admitted) if request.stream => {
-            let answer = streaming::Answer::Chat(request.task);
-            let stream_request = StreamRequest::Chat(&prompt);
-            match streaming::start(
-                &state,
-                &caller,
-                stream_request,
-                answer,
-                admitted,
-                &mut record,
-            )
-            .await
-            {
-                // The stream records its usage when it ends.
-                Ok(response) => return Ok(response),
-                Err(error) => Err(error),
-            }
-        }
-        Ok(admitted) => {
-            answer(
-                &state,
-                &caller,
-                request.task,
-                &prompt,
-                admitted,
-                &mut record,
-            )
-            .await
-        }
-        Err(error) => Err(error),
+    let reply = Reply {
+        answer: Answer::Chat(request.task),
+        stream: request.stream,
     };
-    settle(&state, record, started, result).await
-}
-
-/// Asks the providers for the whole answer and fills in `record` with what happened.
-async fn answer(
-    state: &AppState,
-    caller: &AuthUser,
-    task: ChatTask,
-    prompt: &ChatPrompt,
-    admitted: Admitted<'_>,
-    record: &mut UsageRecord,
-) -> Result<Response, AppError> {
-    let plan = &admitted.plan;
-    let routed = state
-        .router
-        .chat_with_fallback(plan, prompt, plan.budget())
-        .await;
-    let (routed, usage) = accounted(state, caller, &admitted, record, routed)?;
-    let completion = routed.completion;
-    let response = Json(ChatResponse {
-        id: record.request_id.clone(),
-        task,
-        text: completion.text,
-        finish_reason: completion.finish_reason,
-        provider: routed.provider,
-        model: completion.model,
-        usage,
-    });
-    Ok(with_quota(state, caller, &admitted, response))
+    serve(
+        &state,
+        &caller,
+        ask,
+        ModelRequest::Chat(&prompt),
+        reply,
+        record,
+        started,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -11,16 +11,15 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use tandem_shared::tokens::estimate;
-use tandem_shared::{
-    Choice, CodeContext, CompletionRequest, CompletionResponse, Scope, Snippet, Usage,
-};
+use tandem_shared::{CodeContext, CompletionRequest, Scope, Snippet, Usage};
 
-use super::{quota_headers, streaming};
+use super::quota_headers;
+use super::streaming::{self, Answer};
 use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
 use crate::providers::ProviderCompletion;
-use crate::routing::{Attempt, RoutePlan, RoutedCompletion, RoutingFailure, StreamRequest, Task};
+use crate::routing::{Attempt, ModelRequest, RoutePlan, RoutedCompletion, RoutingFailure, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
 use crate::usage::cost_usd;
@@ -263,7 +262,7 @@ async fn handle_completions(
     ValidJson(request): ValidJson<CompletionRequest>,
 ) -> Result<Response, AppError> {
     let started = Instant::now();
-    let mut record = usage_record(
+    let record = usage_record(
         &caller,
         format!("cmpl-{}", uuid::Uuid::new_v4()),
         ENDPOINT,
@@ -274,29 +273,71 @@ async fn handle_completions(
         request_tokens: estimated_prompt_tokens(&request),
         file_size: request.file_size,
     };
-    let result = match admit(&state, &caller, ask).await {
-        Ok(admitted) if request.stream => {
-            let answer = streaming::Answer::Completion;
-            let stream_request = StreamRequest::Completion(&request);
-            match streaming::start(
-                &state,
-                &caller,
-                stream_request,
-                answer,
-                admitted,
-                &mut record,
-            )
-            .await
+    let model_request = ModelRequest::Completion(&request);
+    let reply = Reply {
+        answer: Answer::Completion,
+        stream: request.stream,
+    };
+    serve(&state, &caller, ask, model_request, reply, record, started).await
+}
+
+/// How a request wants its answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reply {
+    pub answer: Answer,
+    /// As server-sent events.
+    pub stream: bool,
+}
+
+/// The course of every model request: admission, the providers' answer (streamed or
+/// whole), and its usage record, committed before a whole answer leaves (a stream
+/// commits its own when it ends).
+pub(super) async fn serve(
+    state: &AppState,
+    caller: &AuthUser,
+    ask: Ask,
+    request: ModelRequest<'_>,
+    reply: Reply,
+    mut record: UsageRecord,
+    started: Instant,
+) -> Result<Response, AppError> {
+    let result = match admit(state, caller, ask).await {
+        Ok(admitted) if reply.stream => {
+            match streaming::start(state, caller, request, reply.answer, admitted, &mut record)
+                .await
             {
-                // The stream records its usage when it ends.
                 Ok(response) => return Ok(response),
                 Err(error) => Err(error),
             }
         }
-        Ok(admitted) => complete(&state, &caller, &request, admitted, &mut record).await,
+        Ok(admitted) => whole(state, caller, request, reply.answer, admitted, &mut record).await,
         Err(error) => Err(error),
     };
-    settle(&state, record, started, result).await
+    settle(state, record, started, result).await
+}
+
+/// Asks the providers for the whole answer and fills in `record` with what happened.
+async fn whole(
+    state: &AppState,
+    caller: &AuthUser,
+    request: ModelRequest<'_>,
+    answer: Answer,
+    admitted: Admitted<'_>,
+    record: &mut UsageRecord,
+) -> Result<Response, AppError> {
+    let plan = &admitted.plan;
+    let routed = state
+        .router
+        .answer_with_fallback(plan, request, plan.budget())
+        .await;
+    let (routed, usage) = accounted(state, caller, &admitted, record, routed)?;
+    let body = answer.body(
+        record.request_id.clone(),
+        routed.provider,
+        routed.completion,
+        usage,
+    );
+    Ok(with_quota(state, caller, &admitted, Json(body)))
 }
 
 /// The usage record of a request to `endpoint`, before anything is known of its answer.
@@ -429,39 +470,10 @@ pub(super) async fn admit<'a>(
     })
 }
 
-/// Asks the providers for the completion and fills in `record` with what happened.
-async fn complete(
-    state: &AppState,
-    caller: &AuthUser,
-    request: &CompletionRequest,
-    admitted: Admitted<'_>,
-    record: &mut UsageRecord,
-) -> Result<Response, AppError> {
-    let plan = &admitted.plan;
-    let routed = state
-        .router
-        .complete_with_fallback(plan, request, plan.budget())
-        .await;
-    let (routed, usage) = accounted(state, caller, &admitted, record, routed)?;
-    let completion = routed.completion;
-    let response = Json(CompletionResponse {
-        id: record.request_id.clone(),
-        choices: vec![Choice {
-            index: 0,
-            text: completion.text,
-            finish_reason: completion.finish_reason,
-        }],
-        provider: routed.provider,
-        model: completion.model,
-        usage,
-    });
-    Ok(with_quota(state, caller, &admitted, response))
-}
-
 /// The outcome of asking the providers for a whole answer, accounted for: attempts
 /// counted, the usage worked out and settled, `record` filled in; on failure, what
 /// admission took is given back.
-pub(super) fn accounted(
+fn accounted(
     state: &AppState,
     caller: &AuthUser,
     admitted: &Admitted<'_>,

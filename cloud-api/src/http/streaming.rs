@@ -13,22 +13,23 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use axum::response::Response;
 use futures::StreamExt;
 use serde::Serialize;
 use tandem_shared::stream::{Delta, EVENT_DELTA, EVENT_DONE, EVENT_ERROR};
-use tandem_shared::{ChatResponse, ChatTask, Choice, CompletionResponse, ErrorBody, ErrorCode};
+use tandem_shared::{
+    ChatResponse, ChatTask, Choice, CompletionResponse, ErrorBody, ErrorCode, Usage,
+};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::completions::{account, note_routed, routing_failed, Admitted, Reservation};
-use super::quota_headers;
+use super::completions::{account, note_routed, routing_failed, with_quota, Admitted, Reservation};
 use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::AuthUser;
 use crate::providers::stream::StreamTotals;
-use crate::routing::{RoutedStream, StreamRequest};
+use crate::providers::ProviderCompletion;
+use crate::routing::{ModelRequest, RoutedStream};
 use crate::state::AppState;
 
 /// Events waiting for a slow client before the provider's stream is no longer read.
@@ -43,7 +44,7 @@ const CLIENT_CLOSED: u16 = 499;
 pub(super) async fn start(
     state: &AppState,
     caller: &AuthUser,
-    request: StreamRequest<'_>,
+    request: ModelRequest<'_>,
     answer: Answer,
     admitted: Admitted<'_>,
     record: &mut UsageRecord,
@@ -77,15 +78,10 @@ pub(super) async fn start(
         let event = receiver.recv().await?;
         Some((Ok::<Event, Infallible>(event), receiver))
     });
-    let mut response = Sse::new(body)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    let now = Utc::now();
-    let status = state.limiter.status(&caller.user.id, admitted.policy, now);
-    let headers = response.headers_mut();
-    quota_headers::insert(headers, &status, now);
+    let sse = Sse::new(body).keep_alive(KeepAlive::default());
+    let mut response = with_quota(state, caller, &admitted, sse);
     // Proxies that buffer answers (nginx by default) would hold the events back.
-    headers.insert(
+    response.headers_mut().insert(
         "x-accel-buffering",
         axum::http::HeaderValue::from_static("no"),
     );
@@ -101,13 +97,55 @@ fn default_model(state: &AppState, provider: &str) -> String {
         .map_or_else(String::new, |provider| provider.model().to_owned())
 }
 
-/// Which endpoint's answer the final event carries.
+/// Which endpoint's answer a request gets.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Answer {
     /// A [`CompletionResponse`] (`/v1/completions`).
     Completion,
     /// A [`ChatResponse`] for this task (`/v1/chat`).
     Chat(ChatTask),
+}
+
+/// The whole answer as its endpoint sends it: the JSON response, or a stream's final
+/// event.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(super) enum AnswerBody {
+    Completion(CompletionResponse),
+    Chat(ChatResponse),
+}
+
+impl Answer {
+    pub(super) fn body(
+        self,
+        id: String,
+        provider: String,
+        completion: ProviderCompletion,
+        usage: Usage,
+    ) -> AnswerBody {
+        match self {
+            Answer::Completion => AnswerBody::Completion(CompletionResponse {
+                id,
+                choices: vec![Choice {
+                    index: 0,
+                    text: completion.text,
+                    finish_reason: completion.finish_reason,
+                }],
+                provider,
+                model: completion.model,
+                usage,
+            }),
+            Answer::Chat(task) => AnswerBody::Chat(ChatResponse {
+                id,
+                task,
+                text: completion.text,
+                finish_reason: completion.finish_reason,
+                provider,
+                model: completion.model,
+                usage,
+            }),
+        }
+    }
 }
 
 /// Relays one answer from the provider to the client and accounts for it.
@@ -197,34 +235,10 @@ impl Relay {
             (Ending::Failed(error), Ok(())) => error_event(&error),
             (Ending::Complete, Ok(())) => {
                 let id = self.record.request_id.clone();
-                match self.answer {
-                    Answer::Completion => event(
-                        EVENT_DONE,
-                        &CompletionResponse {
-                            id,
-                            choices: vec![Choice {
-                                index: 0,
-                                text: completion.text,
-                                finish_reason: completion.finish_reason,
-                            }],
-                            provider,
-                            model: completion.model,
-                            usage,
-                        },
-                    ),
-                    Answer::Chat(task) => event(
-                        EVENT_DONE,
-                        &ChatResponse {
-                            id,
-                            task,
-                            text: completion.text,
-                            finish_reason: completion.finish_reason,
-                            provider,
-                            model: completion.model,
-                            usage,
-                        },
-                    ),
-                }
+                event(
+                    EVENT_DONE,
+                    &self.answer.body(id, provider, completion, usage),
+                )
             }
         };
         // The client may be gone by now; the record is written either way.

@@ -276,11 +276,35 @@ pub struct Attempt {
     pub elapsed: Duration,
 }
 
-/// What a streamed answer is asked for.
+/// What a provider is asked for: a completion at the cursor, or a conversation.
 #[derive(Debug, Clone, Copy)]
-pub enum StreamRequest<'a> {
+pub enum ModelRequest<'a> {
     Completion(&'a CompletionRequest),
     Chat(&'a ChatPrompt),
+}
+
+impl<'a> ModelRequest<'a> {
+    /// The whole answer of `provider`.
+    fn ask(
+        self,
+        provider: &'a dyn Provider,
+    ) -> BoxFuture<'a, Result<ProviderCompletion, ProviderError>> {
+        match self {
+            ModelRequest::Completion(request) => provider.complete(request),
+            ModelRequest::Chat(prompt) => provider.chat(prompt),
+        }
+    }
+
+    /// The answer of `provider`, piece by piece.
+    fn stream(
+        self,
+        provider: &'a dyn Provider,
+    ) -> BoxFuture<'a, Result<PieceStream, ProviderError>> {
+        match self {
+            ModelRequest::Completion(request) => provider.stream(request),
+            ModelRequest::Chat(prompt) => provider.chat_stream(prompt),
+        }
+    }
 }
 
 /// How an attempt ended.
@@ -546,29 +570,20 @@ impl ProviderRouter {
         request: &CompletionRequest,
         budget: Duration,
     ) -> Result<RoutedCompletion, RoutingFailure> {
-        let routed = self
-            .with_fallback(plan, budget, |target| {
-                Box::pin(async move { target.provider.complete(request).await })
-            })
-            .await?;
-        Ok(RoutedCompletion {
-            completion: routed.value,
-            provider: routed.target.name().to_owned(),
-            attempts: routed.attempts,
-        })
+        self.answer_with_fallback(plan, ModelRequest::Completion(request), budget)
+            .await
     }
 
-    /// Asks the plan's targets for a chat answer, like
-    /// [`ProviderRouter::complete_with_fallback`].
-    pub async fn chat_with_fallback(
+    /// [`ProviderRouter::complete_with_fallback`] for a completion or a conversation.
+    pub async fn answer_with_fallback(
         &self,
         plan: &RoutePlan,
-        prompt: &ChatPrompt,
+        request: ModelRequest<'_>,
         budget: Duration,
     ) -> Result<RoutedCompletion, RoutingFailure> {
         let routed = self
             .with_fallback(plan, budget, |target| {
-                Box::pin(async move { target.provider.chat(prompt).await })
+                Box::pin(async move { request.ask(target.provider.as_ref()).await })
             })
             .await?;
         Ok(RoutedCompletion {
@@ -586,18 +601,13 @@ impl ProviderRouter {
     pub async fn stream_with_fallback(
         &self,
         plan: &RoutePlan,
-        request: StreamRequest<'_>,
+        request: ModelRequest<'_>,
         budget: Duration,
     ) -> Result<RoutedStream, RoutingFailure> {
         let routed = self
             .with_fallback(plan, budget, |target| {
                 Box::pin(async move {
-                    let mut stream = match request {
-                        StreamRequest::Completion(request) => {
-                            target.provider.stream(request).await?
-                        }
-                        StreamRequest::Chat(prompt) => target.provider.chat_stream(prompt).await?,
-                    };
+                    let mut stream = request.stream(target.provider.as_ref()).await?;
                     let mut head = Vec::new();
                     while let Some(piece) = stream.next().await {
                         let piece = piece?;

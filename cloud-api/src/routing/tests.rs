@@ -929,7 +929,7 @@ async fn a_stream_that_falls_silent_ends_with_a_timeout_against_its_provider() {
     let router = ProviderRouter::from_config(&config, &ProviderRegistry::from_providers(providers));
     let plan = router.plan(&enterprise(&config), Task::Completion).unwrap();
     let mut routed = router
-        .stream_with_fallback(&plan, StreamRequest::Completion(&request()), plan.budget())
+        .stream_with_fallback(&plan, ModelRequest::Completion(&request()), plan.budget())
         .await
         .unwrap();
     assert_eq!(routed.head, [StreamPiece::text("a")]);
@@ -974,7 +974,7 @@ async fn conversations_pass_over_providers_that_cannot_chat_and_fall_back() {
         bare_code: false,
     };
     let routed = router
-        .chat_with_fallback(&plan, &prompt, plan.budget())
+        .answer_with_fallback(&plan, ModelRequest::Chat(&prompt), plan.budget())
         .await
         .unwrap();
     assert_eq!(routed.provider, "b");
