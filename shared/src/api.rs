@@ -47,21 +47,11 @@ impl CompletionRequest {
     /// sum and the cloud checks the tier's limit with it, so a request cut to fit is
     /// never refused.
     pub fn estimated_tokens(&self) -> u32 {
-        let context = &self.context;
-        let snippets = context
-            .definitions
-            .iter()
-            .chain(&context.similar)
-            .chain(&context.recent_edits)
-            .map(|snippet| snippet.text.as_str());
-        [self.prefix.as_str(), self.suffix.as_str()]
-            .into_iter()
-            .chain(context.scopes.iter().map(String::as_str))
-            .chain(context.imports.iter().map(String::as_str))
-            .chain(snippets)
-            .fold(0u32, |total, text| {
-                total.saturating_add(crate::tokens::estimate(text))
-            })
+        crate::tokens::estimate_all(
+            [self.prefix.as_str(), self.suffix.as_str()]
+                .into_iter()
+                .chain(self.context.texts()),
+        )
     }
 }
 
@@ -89,6 +79,22 @@ pub struct CodeContext {
 }
 
 impl CodeContext {
+    /// Every text the context shows the model: scopes, imports and the snippets' texts
+    /// (not their paths), what request size estimates count.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        let snippets = self
+            .definitions
+            .iter()
+            .chain(&self.similar)
+            .chain(&self.recent_edits)
+            .map(|snippet| snippet.text.as_str());
+        self.scopes
+            .iter()
+            .chain(&self.imports)
+            .map(String::as_str)
+            .chain(snippets)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
             && self.imports.is_empty()

@@ -148,32 +148,22 @@ impl ChatRequest {
     /// [`estimate`](crate::tokens::estimate): every text it carries, summed. The cloud
     /// checks the tier's context limit with it; clients cut their context to fit it.
     pub fn estimated_tokens(&self) -> u32 {
-        let context = &self.context;
-        let snippets = context
-            .definitions
-            .iter()
-            .chain(&context.similar)
-            .chain(&context.recent_edits)
-            .map(|snippet| snippet.text.as_str());
         let retry = self
             .retry
             .iter()
             .flat_map(|retry| [retry.answer.as_str(), retry.problem.as_str()]);
-        [
-            self.code.as_str(),
-            self.prefix.as_str(),
-            self.suffix.as_str(),
-        ]
-        .into_iter()
-        .chain(self.question.as_deref())
-        .chain(context.scopes.iter().map(String::as_str))
-        .chain(context.imports.iter().map(String::as_str))
-        .chain(snippets)
-        .chain(self.diagnostics.iter().map(|d| d.message.as_str()))
-        .chain(retry)
-        .fold(0u32, |total, text| {
-            total.saturating_add(crate::tokens::estimate(text))
-        })
+        crate::tokens::estimate_all(
+            [
+                self.code.as_str(),
+                self.prefix.as_str(),
+                self.suffix.as_str(),
+            ]
+            .into_iter()
+            .chain(self.question.as_deref())
+            .chain(self.context.texts())
+            .chain(self.diagnostics.iter().map(|d| d.message.as_str()))
+            .chain(retry),
+        )
     }
 }
 

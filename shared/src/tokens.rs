@@ -35,6 +35,13 @@ pub fn estimate(text: &str) -> u32 {
     u32::try_from(tokens).unwrap_or(u32::MAX)
 }
 
+/// The [`estimate`] of every text, summed (saturating).
+pub fn estimate_all<'a>(texts: impl IntoIterator<Item = &'a str>) -> u32 {
+    texts
+        .into_iter()
+        .fold(0u32, |total, text| total.saturating_add(estimate(text)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::estimate;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use ropey::Rope;
-use tandem_shared::tokens::estimate;
+use tandem_shared::tokens::{estimate, estimate_all};
 use tandem_shared::{ChatDiagnostic, ChatRequest, ChatTask};
 
 use crate::context::assemble::{self, RecentRegion};
@@ -72,15 +72,13 @@ pub(crate) fn chat_request(
     if code.count() > 0 {
         tracing::debug!(secrets = code.count(), "secrets masked in the code sent");
     }
-    let fixed_tokens = estimate(&code.text)
-        .saturating_add(inputs.question.as_deref().map_or(0, estimate))
-        .saturating_add(
-            inputs
-                .diagnostics
-                .iter()
-                .map(|diagnostic| estimate(&diagnostic.message))
-                .sum(),
-        );
+    // What the request carries whatever the budget, counted as the cloud counts it.
+    let fixed_tokens = estimate_all(
+        [code.text.as_str()]
+            .into_iter()
+            .chain(inputs.question.as_deref())
+            .chain(inputs.diagnostics.iter().map(|d| d.message.as_str())),
+    );
     if fixed_tokens > inputs.max_tokens {
         return Err(ChatInputError::TooLarge {
             tokens: fixed_tokens,
