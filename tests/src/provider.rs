@@ -551,10 +551,10 @@ async fn handle(
             == Some(true),
     };
     match (api, request.wants_stream()) {
-        (Api::OllamaGenerate, false) => ollama_generate(&reply),
-        (Api::OllamaGenerate, true) => ollama_generate_stream(&reply),
-        (Api::OllamaChat, false) => ollama_chat(&reply),
-        (Api::OllamaChat, true) => ollama_chat_stream(&reply),
+        (Api::OllamaGenerate, false) => ollama_answer(&reply, false),
+        (Api::OllamaGenerate, true) => ollama_stream(&reply, false),
+        (Api::OllamaChat, false) => ollama_answer(&reply, true),
+        (Api::OllamaChat, true) => ollama_stream(&reply, true),
         (Api::OpenAiCompletions, false) => openai_completions(&reply),
         (Api::OpenAiCompletions, true) => openai_completions_stream(&reply),
         (Api::OpenAiChat, false) => openai_chat(&reply),
@@ -679,11 +679,20 @@ impl Drop for Sending {
     }
 }
 
-fn ollama_final(reply: &ReplyParts, text: &str) -> Value {
-    json!({
+/// Where an Ollama answer carries its text: `response` (`/api/generate`), or an
+/// assistant `message` (`/api/chat`).
+fn ollama_text(chat: bool, text: &str) -> (&'static str, Value) {
+    if chat {
+        ("message", json!({ "role": "assistant", "content": text }))
+    } else {
+        ("response", json!(text))
+    }
+}
+
+fn ollama_final(reply: &ReplyParts, chat: bool, text: &str) -> Value {
+    let mut value = json!({
         "model": reply.model,
         "created_at": OLLAMA_CREATED_AT,
-        "response": text,
         "done": true,
         "done_reason": "stop",
         "total_duration": 123_456_789u64,
@@ -692,62 +701,31 @@ fn ollama_final(reply: &ReplyParts, text: &str) -> Value {
         "prompt_eval_duration": 2_345_678u64,
         "eval_count": reply.completion_tokens,
         "eval_duration": 3_456_789u64,
-    })
-}
-
-fn ollama_generate(reply: &ReplyParts) -> Response {
-    json_response(StatusCode::OK, &ollama_final(reply, &reply.text))
-}
-
-fn ollama_generate_stream(reply: &ReplyParts) -> Response {
-    let mut lines: Vec<String> = chunks(&reply.text)
-        .into_iter()
-        .map(|chunk| {
-            let line = json!({
-                "model": reply.model,
-                "created_at": OLLAMA_CREATED_AT,
-                "response": chunk,
-                "done": false,
-            });
-            format!("{line}\n")
-        })
-        .collect();
-    lines.push(format!("{}\n", ollama_final(reply, "")));
-    streamed("application/x-ndjson", lines, reply)
-}
-
-/// `/api/chat` answers: `/api/generate`'s, with the text in `message` instead of
-/// `response`.
-fn ollama_chat_final(reply: &ReplyParts, text: &str) -> Value {
-    let mut value = ollama_final(reply, text);
-    if let Some(object) = value.as_object_mut() {
-        object.remove("response");
-        object.insert(
-            "message".to_owned(),
-            json!({ "role": "assistant", "content": text }),
-        );
-    }
+    });
+    let (key, text) = ollama_text(chat, text);
+    value[key] = text;
     value
 }
 
-fn ollama_chat(reply: &ReplyParts) -> Response {
-    json_response(StatusCode::OK, &ollama_chat_final(reply, &reply.text))
+fn ollama_answer(reply: &ReplyParts, chat: bool) -> Response {
+    json_response(StatusCode::OK, &ollama_final(reply, chat, &reply.text))
 }
 
-fn ollama_chat_stream(reply: &ReplyParts) -> Response {
+fn ollama_stream(reply: &ReplyParts, chat: bool) -> Response {
     let mut lines: Vec<String> = chunks(&reply.text)
         .into_iter()
         .map(|chunk| {
-            let line = json!({
+            let mut line = json!({
                 "model": reply.model,
                 "created_at": OLLAMA_CREATED_AT,
-                "message": { "role": "assistant", "content": chunk },
                 "done": false,
             });
+            let (key, text) = ollama_text(chat, &chunk);
+            line[key] = text;
             format!("{line}\n")
         })
         .collect();
-    lines.push(format!("{}\n", ollama_chat_final(reply, "")));
+    lines.push(format!("{}\n", ollama_final(reply, chat, "")));
     streamed("application/x-ndjson", lines, reply)
 }
 
