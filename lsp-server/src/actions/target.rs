@@ -39,6 +39,8 @@ pub(crate) fn item_at(tree: &Tree, text: &Rope, language: Language, offset: usiz
     let offset = offset.min(text.len_bytes());
     // On a line's indentation, look at the line's first code.
     let probe = first_code_on_line_from(text, offset);
+    // The node found spans the probe (a probe right after an item's last character
+    // finds the item), and so do all its ancestors.
     let mut node = tree.root_node().descendant_for_byte_range(probe, probe)?;
     loop {
         if let Some(kind) = scope_kind(tables, language, node) {
@@ -46,7 +48,7 @@ pub(crate) fn item_at(tree: &Tree, text: &Rope, language: Language, offset: usiz
                 kind,
                 ScopeKind::Module | ScopeKind::Namespace | ScopeKind::Impl
             );
-            if is_item && node.start_byte() <= probe && probe < node.end_byte().max(probe + 1) {
+            if is_item {
                 return Some(describe(tables, language, text, node, kind));
             }
         }

@@ -19,7 +19,7 @@ use crate::actions::diff::Replacement;
 use crate::actions::edit::{self, EditError};
 use crate::actions::request::{chat_request, ChatInputs, PreparedChat};
 use crate::cloud::CloudTarget;
-use crate::document::{position, PositionEncoding};
+use crate::document::{position, DocumentSnapshot, PositionEncoding};
 use crate::lsp::error::HandlerError;
 use crate::lsp::handlers::{context_budget, context_sources};
 use crate::lsp::{from_proto, to_proto, RequestConfig, TandemServer};
@@ -32,10 +32,69 @@ pub(crate) const CHAT_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_TEST_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// The cloud target for chat requests: the configured server and key, a longer timeout.
-pub(super) fn chat_target(config: &RequestConfig) -> Result<CloudTarget, ActionError> {
+fn chat_target(config: &RequestConfig) -> Result<CloudTarget, ActionError> {
     let mut target = TandemServer::target(config).ok_or(ActionError::NoKey)?;
     target.timeout = target.timeout.max(CHAT_TIMEOUT);
     Ok(target)
+}
+
+/// A document an action or an explanation works on, with the request's configuration
+/// and cloud target: there is a key, and the privacy rules let the document go out.
+pub(super) struct ActionContext {
+    pub(super) snapshot: DocumentSnapshot,
+    pub(super) config: RequestConfig,
+    pub(super) target: CloudTarget,
+    /// Workspace-relative path of the document.
+    pub(super) path: String,
+}
+
+impl ActionContext {
+    pub(super) fn new(server: &TandemServer, uri: &str) -> Result<ActionContext, ActionError> {
+        let snapshot = server.documents.snapshot_with_syntax(uri)?;
+        let config = server.request_config();
+        let target = chat_target(&config)?;
+        if server.is_excluded(uri, &config.roots) {
+            return Err(ActionError::Excluded);
+        }
+        let path = from_proto::document_path(uri, &config.roots);
+        Ok(ActionContext {
+            snapshot,
+            config,
+            target,
+            path,
+        })
+    }
+
+    /// The `/v1/chat` request for `task` on `range` of the document, with context from
+    /// the other open documents under the tier's budget.
+    pub(super) fn chat_request(
+        &self,
+        server: &TandemServer,
+        task: ChatTask,
+        range: std::ops::Range<usize>,
+        diagnostics: &[Diagnostic],
+        question: Option<String>,
+    ) -> Result<PreparedChat, ActionError> {
+        let (snapshot, config) = (&self.snapshot, &self.config);
+        let (neighbors, recent_edits) = context_sources(server, &snapshot.uri, &config.roots);
+        let mut allowed = |candidate: &str| !server.is_excluded(candidate, &config.roots);
+        let inputs = ChatInputs {
+            task,
+            text: &snapshot.text,
+            syntax: snapshot.syntax.as_ref(),
+            language_id: &snapshot.language_id,
+            path: self.path.clone(),
+            range,
+            diagnostics: diagnostics.iter().map(chat_diagnostic).collect(),
+            question,
+            max_tokens: context_budget(server, config, &self.target),
+            max_prefix_chars: config.limits.max_prefix_chars,
+            max_suffix_chars: config.limits.max_suffix_chars,
+            neighbors: &neighbors,
+            recent_edits: &recent_edits,
+        };
+        Ok(chat_request(&inputs, &mut allowed)?)
+    }
 }
 
 /// Computes the workspace edit of the action described by `data`.
@@ -43,46 +102,29 @@ pub(crate) async fn edit_for(
     server: &TandemServer,
     data: &ActionData,
 ) -> Result<WorkspaceEdit, ActionError> {
-    let uri = data.uri.as_str();
-    let snapshot = server.documents.snapshot_with_syntax(uri)?;
+    let context = ActionContext::new(server, &data.uri)?;
+    let ActionContext {
+        snapshot,
+        config,
+        target,
+        path,
+    } = &context;
     if snapshot.version != data.version {
         return Err(HandlerError::ContentModified.into());
-    }
-    let config = server.request_config();
-    let target = chat_target(&config)?;
-    if server.is_excluded(uri, &config.roots) {
-        return Err(ActionError::Excluded);
     }
     let encoding = config.encoding;
     let text = &snapshot.text;
     let range = byte_range(text, &data.range, encoding);
-    let path = from_proto::document_path(uri, &config.roots);
-    let language = Language::detect(&snapshot.language_id, &path);
-    let (neighbors, recent_edits) = context_sources(server, uri, &config.roots);
-    let mut allowed = |candidate: &str| !server.is_excluded(candidate, &config.roots);
-    let inputs = ChatInputs {
-        task: data.task,
-        text,
-        syntax: snapshot.syntax.as_ref(),
-        language_id: &snapshot.language_id,
-        path: path.clone(),
-        range: range.clone(),
-        diagnostics: data.diagnostics.iter().map(chat_diagnostic).collect(),
-        question: None,
-        max_tokens: context_budget(server, &config, &target),
-        max_prefix_chars: config.limits.max_prefix_chars,
-        max_suffix_chars: config.limits.max_suffix_chars,
-        neighbors: &neighbors,
-        recent_edits: &recent_edits,
-    };
-    let PreparedChat { mut request, code } = chat_request(&inputs, &mut allowed)?;
+    let language = Language::detect(&snapshot.language_id, path);
+    let PreparedChat { mut request, code } =
+        context.chat_request(server, data.task, range.clone(), &data.diagnostics, None)?;
 
     // Where the answer goes.
     let document = text.to_string();
     let placement = match data.task {
-        ChatTask::GenerateTests => match test_placement(&snapshot.language_id, &path) {
+        ChatTask::GenerateTests => match test_placement(&snapshot.language_id, path) {
             Some(TestPlacement::File(relative)) => {
-                Placement::File(test_file(server, &config, &relative)?)
+                Placement::File(test_file(server, config, &relative)?)
             }
             _ => Placement::EndOfDocument,
         },
@@ -91,7 +133,7 @@ pub(crate) async fn edit_for(
 
     let mut retried = false;
     let edits = loop {
-        let answer = server.cloud.chat(&target, &request).await?;
+        let answer = server.cloud.chat(target, &request).await?;
         let result = code
             .unmask(&answer.text)
             .map_err(EditError::from)
@@ -110,7 +152,7 @@ pub(crate) async fn edit_for(
         }
     };
     // The user may have typed while the model wrote.
-    if server.documents.version(uri) != Some(data.version) {
+    if server.documents.version(&data.uri) != Some(data.version) {
         return Err(HandlerError::ContentModified.into());
     }
     Ok(workspace_edit(
@@ -312,7 +354,7 @@ pub(crate) fn byte_range(
     start.0.min(end.0)..start.0.max(end.0)
 }
 
-pub(super) fn chat_diagnostic(diagnostic: &Diagnostic) -> ChatDiagnostic {
+fn chat_diagnostic(diagnostic: &Diagnostic) -> ChatDiagnostic {
     let severity = diagnostic.severity.map(|severity| {
         match severity {
             DiagnosticSeverity::ERROR => "error",

@@ -10,14 +10,12 @@ use tower_lsp::lsp_types::{
     TextDocumentIdentifier, Url,
 };
 
-use super::apply::{byte_range, chat_diagnostic, chat_target};
+use super::apply::{byte_range, ActionContext};
 use super::progress::Progress;
 use super::ActionError;
-use crate::actions::request::{chat_request, ChatInputs};
 use crate::actions::target;
 use crate::cloud::ChatEvent;
 use crate::document::position;
-use crate::lsp::handlers::{context_budget, context_sources};
 use crate::lsp::{from_proto, TandemServer};
 
 /// Params of the `tandem/explain` request (and the argument of `tandem.explain`).
@@ -75,13 +73,13 @@ pub(crate) async fn explain(
     params: &ExplainParams,
     progress: &mut Progress,
 ) -> Result<ExplainResult, ActionError> {
-    let uri = params.text_document.uri.as_str();
-    let snapshot = server.documents.snapshot_with_syntax(uri)?;
-    let config = server.request_config();
-    let target = chat_target(&config)?;
-    if server.is_excluded(uri, &config.roots) {
-        return Err(ActionError::Excluded);
-    }
+    let context = ActionContext::new(server, params.text_document.uri.as_str())?;
+    let ActionContext {
+        snapshot,
+        config,
+        target,
+        path,
+    } = &context;
     let text = &snapshot.text;
     let selection = params
         .range
@@ -93,7 +91,6 @@ pub(crate) async fn explain(
                     .trim()
                     .is_empty()
         });
-    let path = from_proto::document_path(uri, &config.roots);
     let item_at = |offset: usize| {
         snapshot
             .syntax
@@ -107,14 +104,13 @@ pub(crate) async fn explain(
             .map_or_else(|| "the code".to_owned(), |name| format!("`{name}`"));
         format!("Explanation of {name}")
     };
-    let (range, title) = match selection {
-        // The range of an item (the Explain action's own argument) is the item.
-        Some(range) if item_at(range.start).is_some_and(|item| item.range == range) => {
-            let item =
-                item_at(range.start).ok_or(ActionError::NothingSelected(ChatTask::Explain))?;
-            (range, item_title(&item))
-        }
-        Some(range) => {
+    // The range of an item (the Explain action's own argument) is the item.
+    let selected_item = selection
+        .as_ref()
+        .and_then(|range| item_at(range.start).filter(|item| item.range == *range));
+    let (range, title) = match (selection, selected_item) {
+        (Some(range), Some(item)) => (range, item_title(&item)),
+        (Some(range), None) => {
             let first = text.byte_to_line(range.start) + 1;
             let last = text.byte_to_line(range.end.saturating_sub(1).max(range.start)) + 1;
             let lines = if first == last {
@@ -124,7 +120,7 @@ pub(crate) async fn explain(
             };
             (range, format!("Explanation of {path}, {lines}"))
         }
-        None => {
+        (None, _) => {
             let at = params
                 .position
                 .or(params.range.map(|range| range.start))
@@ -136,30 +132,20 @@ pub(crate) async fn explain(
             (item.range, title)
         }
     };
-    let (neighbors, recent_edits) = context_sources(server, uri, &config.roots);
-    let mut allowed = |candidate: &str| !server.is_excluded(candidate, &config.roots);
-    let inputs = ChatInputs {
-        task: ChatTask::Explain,
-        text,
-        syntax: snapshot.syntax.as_ref(),
-        language_id: &snapshot.language_id,
-        path,
+    let question = params
+        .question
+        .clone()
+        .filter(|question| !question.trim().is_empty());
+    let prepared = context.chat_request(
+        server,
+        ChatTask::Explain,
         range,
-        diagnostics: params.diagnostics.iter().map(chat_diagnostic).collect(),
-        question: params
-            .question
-            .clone()
-            .filter(|question| !question.trim().is_empty()),
-        max_tokens: context_budget(server, &config, &target),
-        max_prefix_chars: config.limits.max_prefix_chars,
-        max_suffix_chars: config.limits.max_suffix_chars,
-        neighbors: &neighbors,
-        recent_edits: &recent_edits,
-    };
-    let prepared = chat_request(&inputs, &mut allowed)?;
+        &params.diagnostics,
+        question,
+    )?;
 
     progress.begin(&title, true).await;
-    let result = stream_answer(server, &target, &prepared.request, progress).await;
+    let result = stream_answer(server, target, &prepared.request, progress).await;
     match &result {
         Ok(_) => progress.end("done").await,
         Err(error) => progress.end(&format!("failed: {error}")).await,

@@ -84,7 +84,7 @@ pub(crate) fn actions(
                 Some(item) if lines(snapshot, &item.range) <= MAX_FIX_ITEM_LINES => {
                     item.range.clone()
                 }
-                _ => around_diagnostics(snapshot, params, encoding),
+                _ => around_diagnostics(snapshot, params),
             }
         };
         let title = match (diagnostics.len(), &item) {
@@ -251,7 +251,6 @@ fn lines(snapshot: &DocumentSnapshot, range: &std::ops::Range<usize>) -> usize {
 fn around_diagnostics(
     snapshot: &DocumentSnapshot,
     params: &CodeActionParams,
-    _encoding: PositionEncoding,
 ) -> std::ops::Range<usize> {
     let text = &snapshot.text;
     let last_line = text.len_lines().saturating_sub(1);
