@@ -20,6 +20,7 @@ mod cli;
 pub(crate) mod cloud;
 pub(crate) mod context;
 pub(crate) mod credentials;
+pub(crate) mod device_login;
 pub(crate) mod document;
 // Public (hidden) only so the criterion benches can time the completion engine.
 #[doc(hidden)]

@@ -4,18 +4,13 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use tandem_shared::API_KEY_PREFIX;
 
-use crate::cloud::{CloudClient, CloudError, CloudTarget, DevicePoll};
-use crate::credentials::{self, ApiKey, StoredCredentials};
-
-/// Timeout of each HTTP request of the login.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// What `slow_down` adds between polls (RFC 8628 §3.5).
-const SLOW_DOWN: Duration = Duration::from_secs(5);
+use crate::cloud::CloudClient;
+use crate::credentials::{self, ApiKey};
+use crate::device_login::{self, DeviceLoginError, REQUEST_TIMEOUT};
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -90,35 +85,14 @@ async fn sign_in(client: &CloudClient, server: &str, no_browser: bool) -> anyhow
         println!("(A browser window was opened for you.)");
     }
     println!("Waiting for the code to be confirmed…");
-    let deadline = Instant::now() + Duration::from_secs(grant.expires_in);
-    let mut interval = Duration::from_secs(grant.interval);
-    loop {
-        tokio::time::sleep(interval).await;
-        if Instant::now() > deadline {
-            bail!("the code expired before it was confirmed; run `tandem login` again");
+    let on_unreachable =
+        |reason: &str| eprintln!("note: {server} did not answer ({reason}); still waiting");
+    match device_login::wait_for_key(client, server, &grant, on_unreachable).await {
+        Ok(key) => Ok(key),
+        Err(DeviceLoginError::Expired) => {
+            bail!("the code expired before it was confirmed; run `tandem login` again")
         }
-        let polled = client
-            .poll_device_token(server, &grant.device_code, REQUEST_TIMEOUT)
-            .await;
-        match polled {
-            Ok(DevicePoll::Granted(key)) => {
-                return ApiKey::new(&key).context("the server issued an empty key");
-            }
-            Ok(DevicePoll::Pending) => {}
-            Ok(DevicePoll::SlowDown) => interval += SLOW_DOWN,
-            Ok(DevicePoll::Denied) => bail!("the sign-in was declined"),
-            Ok(DevicePoll::Expired) => {
-                bail!("the code expired before it was confirmed; run `tandem login` again")
-            }
-            // A network hiccup while the user is in the browser is not the end: the
-            // code is still good until it expires.
-            Err(CloudError::Unreachable { reason, .. }) => {
-                eprintln!("note: {server} did not answer ({reason}); still waiting");
-            }
-            Err(error) => {
-                return Err(error).context(format!("signing in with {server} failed"));
-            }
-        }
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -143,27 +117,7 @@ async fn save_verified(
     api_key: ApiKey,
     path: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
-    let server = server.to_owned();
-    let target = CloudTarget {
-        server: server.clone(),
-        api_key: api_key.clone(),
-        timeout: REQUEST_TIMEOUT,
-    };
-    let me = match client.me(&target).await {
-        Ok(me) => me,
-        Err(CloudError::Unauthorized) => {
-            bail!("{server} rejected this API key (unknown or revoked)")
-        }
-        Err(error) => return Err(error).context(format!("cannot verify the key with {server}")),
-    };
-
-    credentials::save(
-        path,
-        &StoredCredentials {
-            server: Some(server.clone()),
-            api_key: Some(api_key.expose().to_owned()),
-        },
-    )?;
+    let me = device_login::verify_and_save(client, server, api_key, path).await?;
     println!(
         "Logged in to {server} as {} ({} tier).",
         me.user.email, me.tier

@@ -249,6 +249,15 @@ impl TandemServer {
         }
     }
 
+    /// Where the credentials file is, if there is a config directory.
+    fn credentials_path(&self) -> Option<PathBuf> {
+        self.credentials_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .path()
+            .map(PathBuf::from)
+    }
+
     /// A token for server-initiated work-done progress.
     fn next_progress_token(&self) -> String {
         let number = self.next_progress.fetch_add(1, Ordering::Relaxed);

@@ -7,19 +7,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tower_lsp::lsp_types::{MessageType, ShowDocumentParams, Url};
 use tower_lsp::Client;
 
-use crate::cloud::{CloudClient, CloudError, CloudTarget, DevicePoll};
-use crate::credentials::{self, ApiKey, StoredCredentials};
-
-/// Timeout of each HTTP request of the sign-in.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// What `slow_down` adds between polls (RFC 8628 §3.5).
-const SLOW_DOWN: Duration = Duration::from_secs(5);
+use crate::cloud::{CloudClient, CloudError, DeviceAuthorization};
+use crate::device_login::{self, DeviceLoginError, REQUEST_TIMEOUT};
 
 /// What `tandem.signIn` answers: enough for a plugin to show the code its own way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,11 +47,7 @@ pub(crate) async fn start(
     cloud_server: String,
 ) -> Result<SignInStarted, SignInError> {
     let path = server
-        .credentials_file
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .path()
-        .map(PathBuf::from)
+        .credentials_path()
         .ok_or(SignInError::NoCredentialsFile)?;
     if server.signing_in.swap(true, Ordering::SeqCst) {
         return Err(SignInError::InProgress);
@@ -116,9 +106,7 @@ pub(crate) async fn start(
         cloud: server.cloud.clone(),
         server: cloud_server,
         path,
-        device_code: grant.device_code,
-        interval: Duration::from_secs(grant.interval),
-        deadline: Instant::now() + Duration::from_secs(grant.expires_in),
+        grant,
         signing_in: server.signing_in.clone(),
     };
     tokio::spawn(poller.run());
@@ -131,15 +119,13 @@ struct Poller {
     cloud: Arc<CloudClient>,
     server: String,
     path: PathBuf,
-    device_code: String,
-    interval: Duration,
-    deadline: Instant,
+    grant: DeviceAuthorization,
     signing_in: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Poller {
-    async fn run(mut self) {
-        let outcome = self.poll().await;
+    async fn run(self) {
+        let outcome = self.sign_in().await;
         self.signing_in.store(false, Ordering::SeqCst);
         let (kind, message) = match outcome {
             Ok(email) => (
@@ -155,52 +141,13 @@ impl Poller {
     }
 
     /// The signed-in user's email, once the key is saved.
-    async fn poll(&mut self) -> Result<String, String> {
-        loop {
-            tokio::time::sleep(self.interval).await;
-            if Instant::now() > self.deadline {
-                return Err("the code expired before it was confirmed".to_owned());
-            }
-            let polled = self
-                .cloud
-                .poll_device_token(&self.server, &self.device_code, REQUEST_TIMEOUT)
-                .await;
-            match polled {
-                Ok(DevicePoll::Granted(key)) => return self.save(key).await,
-                Ok(DevicePoll::Pending) => {}
-                Ok(DevicePoll::SlowDown) => self.interval += SLOW_DOWN,
-                Ok(DevicePoll::Denied) => return Err("the sign-in was declined".to_owned()),
-                Ok(DevicePoll::Expired) => {
-                    return Err("the code expired before it was confirmed".to_owned())
-                }
-                Err(CloudError::Unreachable { reason, .. }) => {
-                    tracing::warn!(%reason, "sign-in poll failed; still waiting");
-                }
-                Err(error) => return Err(error.to_string()),
-            }
-        }
-    }
-
-    async fn save(&self, key: String) -> Result<String, String> {
-        let api_key = ApiKey::new(&key).ok_or("the server issued an empty key")?;
-        let target = CloudTarget {
-            server: self.server.clone(),
-            api_key,
-            timeout: REQUEST_TIMEOUT,
-        };
-        let me = self
-            .cloud
-            .me(&target)
-            .await
-            .map_err(|error| error.to_string())?;
-        credentials::save(
-            &self.path,
-            &StoredCredentials {
-                server: Some(self.server.clone()),
-                api_key: Some(key),
-            },
-        )
-        .map_err(|error| error.to_string())?;
+    async fn sign_in(&self) -> Result<String, DeviceLoginError> {
+        let on_unreachable =
+            |reason: &str| tracing::warn!(%reason, "sign-in poll failed; still waiting");
+        let key =
+            device_login::wait_for_key(&self.cloud, &self.server, &self.grant, on_unreachable)
+                .await?;
+        let me = device_login::verify_and_save(&self.cloud, &self.server, key, &self.path).await?;
         tracing::info!(server = %self.server, "signed in; credentials saved");
         Ok(me.user.email)
     }

@@ -12,6 +12,7 @@ use tower_lsp::lsp_types::{
 
 use super::code_action_resolve::report;
 use crate::credentials;
+use crate::device_login;
 use crate::lsp::code_actions::explain::{self, ExplainArgument, ExplainParams};
 use crate::lsp::code_actions::progress::Progress;
 use crate::lsp::code_actions::{
@@ -135,30 +136,14 @@ async fn run_explain(
 /// whether anything was signed out. Keys from editor settings or the environment are the
 /// user's to remove.
 async fn sign_out(server: &TandemServer) -> Value {
-    let path = server
-        .credentials_file
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .path()
-        .map(std::path::PathBuf::from);
-    let Some(path) = path else {
+    let Some(path) = server.credentials_path() else {
         return Value::Bool(false);
     };
     let saved = credentials::load(&path).ok().flatten().unwrap_or_default();
-    let Some(api_key) = saved.api_key.as_deref().and_then(credentials::ApiKey::new) else {
+    let Some((cloud_server, revoked)) = device_login::revoke_saved(&server.cloud, &saved).await
+    else {
         return Value::Bool(false);
     };
-    let cloud_server = saved
-        .server
-        .as_deref()
-        .and_then(credentials::normalize_server)
-        .unwrap_or_else(|| credentials::DEFAULT_SERVER.to_owned());
-    let target = crate::cloud::CloudTarget {
-        server: cloud_server.clone(),
-        api_key,
-        timeout: std::time::Duration::from_secs(10),
-    };
-    let revoked = server.cloud.revoke_current_key(&target).await;
     let deleted = credentials::delete(&path);
     let message = match (&revoked, &deleted) {
         (Ok(()), Ok(_)) => format!("Tandem: signed out of {cloud_server}"),
