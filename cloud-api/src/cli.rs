@@ -405,11 +405,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let pool = open_migrated(database).await?;
             let user = users::get_by_email(&pool, &email).await?;
-            let decided = crate::db::device_codes::decide(
+            let decided = crate::db::device_codes::decide_audited(
                 &pool,
                 &user_code,
                 &user,
                 approve,
+                &crate::db::audit::Actor::Cli,
+                "cli",
                 chrono::Utc::now(),
             )
             .await?;
@@ -418,18 +420,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "no pending login code {user_code} (expired, already decided, or mistyped)"
                 );
             }
-            let action = if approve {
-                "device.approve"
-            } else {
-                "device.deny"
-            };
-            audit_cli(
-                &pool,
-                action,
-                &format!("user:{}", user.id),
-                json!({"user_code": user_code}),
-            )
-            .await?;
             let mut stdout = std::io::stdout().lock();
             let verb = if approve { "approved" } else { "declined" };
             writeln!(stdout, "{verb} login code {user_code} for {}", user.email)?;

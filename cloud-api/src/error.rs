@@ -144,6 +144,10 @@ pub enum AppError {
          with it (POST /v1/keys)"
     )]
     MissingScope { scope: tandem_shared::Scope },
+    /// The caller is authenticated but may not use this server at all (an identity
+    /// provider token whose roles map to no tier); the message says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// A bug or unexpected failure; the cause is logged, the client sees "internal error".
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -169,6 +173,7 @@ impl AppError {
             AppError::FeatureNotAllowed { .. }
             | AppError::ProviderNotAllowed { .. }
             | AppError::MissingScope { .. }
+            | AppError::Forbidden(_)
             | AppError::UnknownTier(_) => ErrorCode::Forbidden,
             AppError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             AppError::RateLimited { .. } => ErrorCode::RateLimited,

@@ -14,6 +14,7 @@ use tandem_shared::{Scope, API_KEY_PREFIX};
 
 use crate::db::api_keys;
 use crate::db::users::User;
+use crate::enterprise::{self, JWT_KEY_ID_PREFIX};
 use crate::error::AppError;
 use crate::keys::{self, KeyHash};
 use crate::state::AppState;
@@ -71,10 +72,12 @@ fn from_json_rejection(rejection: JsonRejection, limit: usize) -> AppError {
     }
 }
 
-/// The caller, authenticated by `Authorization: Bearer tdm_…`.
+/// The caller, authenticated by `Authorization: Bearer tdm_…`, or, with `[enterprise]`,
+/// by a bearer JWT of the organisation's identity provider.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    /// Id of the key used.
+    /// Id of the key used; for an identity provider token, `jwt:<sub>` (no API key has
+    /// such an id), which usage records and the audit log carry in its place.
     pub key_id: String,
     /// The key's owner.
     pub user: User,
@@ -91,15 +94,27 @@ impl AuthUser {
             Err(AppError::MissingScope { scope })
         }
     }
+
+    /// The id of the API key the request was made with; `None` for an identity provider
+    /// token.
+    pub fn api_key_id(&self) -> Option<&str> {
+        (!self.key_id.starts_with(JWT_KEY_ID_PREFIX)).then_some(self.key_id.as_str())
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        // With `[enterprise]`, refusals say a token of the identity provider works too.
+        let or_token = if state.enterprise.is_some() {
+            " (or a JWT from your organisation's identity provider)"
+        } else {
+            ""
+        };
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             AppError::Unauthorized(format!(
-                "missing API key: send `Authorization: Bearer {API_KEY_PREFIX}…`"
+                "missing API key: send `Authorization: Bearer {API_KEY_PREFIX}…`{or_token}"
             ))
         })?;
         let value = header.to_str().map_err(|_| {
@@ -113,9 +128,16 @@ impl FromRequestParts<AppState> for AuthUser {
                 ))
             }
         };
+        if !key.starts_with(API_KEY_PREFIX) && enterprise::looks_like_jwt(key) {
+            if let Some(verifier) = &state.enterprise {
+                let source = client_address(parts);
+                return enterprise::users::authenticate(state, verifier, key, &source).await;
+            }
+        }
         if !keys::is_well_formed(key) {
             return Err(AppError::Unauthorized(format!(
-                "malformed API key: expected `{API_KEY_PREFIX}` followed by {} letters and digits",
+                "malformed API key: expected `{API_KEY_PREFIX}` followed by {} letters and \
+                 digits{or_token}",
                 keys::KEY_BODY_LEN
             )));
         }
@@ -216,10 +238,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let address = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
-        Ok(ClientAddress(address))
+        Ok(ClientAddress(client_address(parts)))
     }
+}
+
+fn client_address(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
 }

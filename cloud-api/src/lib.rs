@@ -4,11 +4,12 @@
 //! Code map: [`cli`] parses commands, [`serve`] runs the server around [`http::app`],
 //! [`extract`] authenticates and validates, [`providers`] talks to model servers,
 //! [`routing`] picks and orders them per tier and task (fallback, circuit breakers), and
-//! [`db`] holds all SQL.
+//! [`db`] holds all SQL. [`web`] serves the browser pages: sign-in, account, device.
 
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod enterprise;
 pub mod error;
 pub mod extract;
 pub mod http;
@@ -23,6 +24,7 @@ pub mod sessions;
 pub mod state;
 pub mod tiers;
 pub mod usage;
+pub mod web;
 
 pub use config::Config;
 pub use http::app;

@@ -46,8 +46,13 @@ pub struct AppState {
     pub(crate) metrics_token: Option<Arc<str>>,
     /// Sign-in codes handed out per client address, which anyone may ask for.
     pub(crate) device_code_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
-    /// Signs browser sessions; `None` without `[sessions] jwt_secret_env`.
+    /// Signs browser sessions; `None` when `[sessions]` names no secret or key.
     pub sessions: Option<Arc<crate::sessions::SessionSigner>>,
+    /// The sign-in providers of the account pages (`[[auth.identity_providers]]`).
+    pub(crate) sign_in: Arc<crate::web::sign_in_providers::SignInProviders>,
+    /// Checks bearer JWTs of the organisation's identity provider; `None` without
+    /// `[enterprise]`.
+    pub(crate) enterprise: Option<Arc<crate::enterprise::EnterpriseVerifier>>,
 }
 
 /// Sign-in codes one address may ask for per minute (a burst of as many): plenty for
@@ -59,18 +64,18 @@ pub const DEVICE_CODES_PER_MINUTE: u32 = 10;
 pub enum StateError {
     #[error(transparent)]
     Provider(#[from] ProviderSetupError),
+    /// A sign-in provider cannot be set up (its secret is missing).
+    #[error(transparent)]
+    SignIn(#[from] crate::web::sign_in_providers::SignInSetupError),
     /// `metrics.token_env` names a variable that is not set (or is empty).
     #[error("environment variable `{variable}` (named by metrics.token_env) is not set")]
     MetricsToken { variable: String },
-    /// `sessions.jwt_secret_env` names a variable that is not set (or is empty).
-    #[error("environment variable `{variable}` (named by sessions.jwt_secret_env) is not set")]
-    SessionSecretMissing { variable: String },
-    /// The session secret is too weak to sign with.
-    #[error("environment variable `{variable}` (named by sessions.jwt_secret_env): {source}")]
-    SessionSecret {
-        variable: String,
-        #[source]
-        source: crate::sessions::SessionError,
+    /// `[sessions]` points at a secret or key that cannot sign (the message names it).
+    #[error("{error}")]
+    Sessions {
+        /// The setting at fault, such as `sessions.private_key_file`.
+        setting: &'static str,
+        error: crate::sessions::SessionError,
     },
 }
 
@@ -108,30 +113,24 @@ impl AppState {
             },
             None => None,
         };
-        let sessions = match &config.sessions.jwt_secret_env {
-            Some(variable) => {
-                let secret = env(variable)
-                    .filter(|secret| !secret.is_empty())
-                    .ok_or_else(|| StateError::SessionSecretMissing {
-                        variable: variable.clone(),
-                    })?;
-                let issuer = config
-                    .auth
-                    .public_url
-                    .clone()
-                    .unwrap_or_else(|| "tandem-cloud".to_owned());
-                let signer = crate::sessions::SessionSigner::hs256(secret.as_bytes(), &issuer)
-                    .map_err(|source| StateError::SessionSecret {
-                        variable: variable.clone(),
-                        source,
-                    })?;
-                Some(Arc::new(signer))
-            }
-            None => None,
-        };
+        let issuer = config
+            .auth
+            .public_url
+            .clone()
+            .unwrap_or_else(|| "tandem-cloud".to_owned());
+        let sessions = crate::sessions::SessionSigner::from_config(&config.sessions, &issuer, env)
+            .map_err(|error| StateError::Sessions {
+                setting: error.setting(),
+                error,
+            })?
+            .map(Arc::new);
         let mut state = AppState::with_providers(config, db, providers);
         state.metrics_token = metrics_token;
         state.sessions = sessions;
+        state.sign_in = Arc::new(crate::web::sign_in_providers::SignInProviders::from_config(
+            &state.config,
+            env,
+        )?);
         Ok(state)
     }
 
@@ -147,15 +146,28 @@ impl AppState {
                     .build(),
             )
         });
-        if let Some(cache) = &key_cache {
-            tokio::spawn(watch_auth_epoch(db.clone(), Arc::downgrade(cache)));
-        }
         // `Config::load` validated the tiers already; a configuration built in code that
         // was not validated gets the defaults, loudly.
         let tiers = config.tiers().unwrap_or_else(|error| {
             tracing::error!(%error, "invalid [tiers] configuration; using the default tiers");
             Tiers::default()
         });
+        let enterprise = config.enterprise.clone().map(|enterprise| {
+            Arc::new(crate::enterprise::EnterpriseVerifier::from_config(
+                enterprise, &tiers,
+            ))
+        });
+        // The caches of who a credential speaks for follow the auth epoch.
+        let mut watched: Vec<Weak<dyn AuthCache>> = Vec::new();
+        if let Some(cache) = &key_cache {
+            watched.push(Arc::downgrade(cache) as Weak<dyn AuthCache>);
+        }
+        if let Some(verifier) = &enterprise {
+            watched.push(Arc::downgrade(verifier) as Weak<dyn AuthCache>);
+        }
+        if !watched.is_empty() {
+            tokio::spawn(watch_auth_epoch(db.clone(), watched));
+        }
         let limiter = RateLimiter::new(&tiers);
         let metrics = Arc::new(Metrics::new());
         let usage = UsageRecorder::spawn(db.clone(), metrics.clone());
@@ -172,6 +184,8 @@ impl AppState {
             metrics,
             metrics_token: None,
             sessions: None,
+            enterprise,
+            sign_in: Arc::new(crate::web::sign_in_providers::SignInProviders::none()),
             device_code_limiter: Arc::new(governor::DefaultKeyedRateLimiter::keyed(
                 governor::Quota::per_minute(
                     std::num::NonZeroU32::new(DEVICE_CODES_PER_MINUTE)
@@ -190,6 +204,14 @@ impl AppState {
         self.tiers
             .get(tier)
             .ok_or_else(|| crate::error::AppError::UnknownTier(tier.clone()))
+    }
+
+    /// Forgets every cached key check of this instance, after a key was revoked here,
+    /// so the revocation holds at once here; other instances follow the auth epoch.
+    pub(crate) fn forget_cached_keys(&self) {
+        if let Some(cache) = &self.key_cache {
+            cache.invalidate_all();
+        }
     }
 
     /// The kind (`ollama`, `openai`, ...) of the provider named `name`.
@@ -212,26 +234,50 @@ impl AppState {
     }
 }
 
-/// Empties the key cache whenever the database's auth epoch moves (a tier changed, a key
-/// was revoked), so those changes apply within [`AUTH_EPOCH_POLL`] rather than the cache's
-/// lifetime, whichever process made them. Ends with the cache. While the database cannot
-/// be read, the cache's lifetime remains the bound.
-async fn watch_auth_epoch(db: SqlitePool, cache: Weak<Cache<KeyHash, CachedKey>>) {
+/// A cache of who a credential speaks for, emptied when the auth epoch moves.
+trait AuthCache: Send + Sync {
+    /// Forgets every entry.
+    fn forget_all(&self);
+}
+
+/// The API-key cache.
+impl AuthCache for Cache<KeyHash, CachedKey> {
+    fn forget_all(&self) {
+        self.invalidate_all();
+    }
+}
+
+/// The verified identity provider tokens.
+impl AuthCache for crate::enterprise::EnterpriseVerifier {
+    fn forget_all(&self) {
+        self.forget_callers();
+    }
+}
+
+/// Empties the auth caches (API keys, identity provider tokens) whenever the database's
+/// auth epoch moves (a tier changed, a key was revoked, a user was deleted), so those
+/// changes apply within [`AUTH_EPOCH_POLL`] rather than the caches' lifetime, whichever
+/// process made them. Ends when every cache is gone (the state was dropped). While the
+/// database cannot be read, the caches' lifetimes remain the bound.
+async fn watch_auth_epoch(db: SqlitePool, caches: Vec<Weak<dyn AuthCache>>) {
     let mut known = None;
     let mut ticks = tokio::time::interval(AUTH_EPOCH_POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(cache) = cache.upgrade() else {
+        let live: Vec<Arc<dyn AuthCache>> = caches.iter().filter_map(Weak::upgrade).collect();
+        if live.is_empty() {
             return;
-        };
+        }
         match crate::db::auth_epoch(&db).await {
             Ok(epoch) => {
                 // Without a previous reading (the first, or the first after a failure),
                 // entries cached meanwhile may predate a change: drop them too.
                 if known != Some(epoch) {
-                    cache.invalidate_all();
-                    tracing::debug!(epoch, "auth epoch moved: key cache emptied");
+                    for cache in &live {
+                        cache.forget_all();
+                    }
+                    tracing::debug!(epoch, "auth epoch moved: auth caches emptied");
                 }
                 known = Some(epoch);
             }
@@ -240,5 +286,53 @@ async fn watch_auth_epoch(db: SqlitePool, cache: Weak<Cache<KeyHash, CachedKey>>
                 tracing::debug!(%error, "cannot read the auth epoch");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Counts how often it was emptied.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl AuthCache for Counted {
+        fn forget_all(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn one_watcher_empties_every_cache_and_ends_with_them() {
+        let (_dir, db) = crate::db::test_support::temp_db().await;
+        let (keys, tokens) = (Arc::new(Counted::default()), Arc::new(Counted::default()));
+        let watched = vec![
+            Arc::downgrade(&keys) as Weak<dyn AuthCache>,
+            Arc::downgrade(&tokens) as Weak<dyn AuthCache>,
+        ];
+        let watcher = tokio::spawn(watch_auth_epoch(db.clone(), watched));
+        // The first reading empties both.
+        tokio::time::sleep(AUTH_EPOCH_POLL * 2).await;
+        assert_eq!(keys.0.load(Ordering::SeqCst), 1);
+        assert_eq!(tokens.0.load(Ordering::SeqCst), 1);
+        // A tier change moves the epoch.
+        crate::db::users::create(&db, "a@example.com", tandem_shared::Tier::free())
+            .await
+            .unwrap();
+        crate::db::users::set_tier(&db, "a@example.com", &tandem_shared::Tier::pro())
+            .await
+            .unwrap();
+        tokio::time::sleep(AUTH_EPOCH_POLL * 3).await;
+        assert_eq!(keys.0.load(Ordering::SeqCst), 2);
+        assert_eq!(tokens.0.load(Ordering::SeqCst), 2);
+        // Gone with the caches.
+        drop((keys, tokens));
+        tokio::time::timeout(AUTH_EPOCH_POLL * 4, watcher)
+            .await
+            .expect("the watcher ends once the caches are dropped")
+            .unwrap();
     }
 }

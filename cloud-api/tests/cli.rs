@@ -199,7 +199,8 @@ fn migrate_dry_run_lists_then_migrate_applies() {
     let dir = dir.path();
     let pending = "pending 0001 init\npending 0002 tiers as data\npending 0003 usage\n\
                    pending 0004 auth epoch\npending 0005 key scopes and audit\n\
-                   pending 0006 device authorization\npending 0007 sessions\n";
+                   pending 0006 device authorization\npending 0007 sessions\n\
+                   pending 0008 identities\n";
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
     // A dry run changes nothing.
     assert_eq!(run_ok(dir, &["migrate", "--dry-run"]), pending);
@@ -207,7 +208,8 @@ fn migrate_dry_run_lists_then_migrate_applies() {
         run_ok(dir, &["migrate"]),
         "applied 0001 init\napplied 0002 tiers as data\napplied 0003 usage\n\
          applied 0004 auth epoch\napplied 0005 key scopes and audit\n\
-         applied 0006 device authorization\napplied 0007 sessions\n"
+         applied 0006 device authorization\napplied 0007 sessions\n\
+         applied 0008 identities\n"
     );
     assert_eq!(
         run_ok(dir, &["migrate", "--dry-run"]),

@@ -1,7 +1,7 @@
 //! Data rights: everything stored about a user, and deleting it.
 //!
-//! Deletion removes the user, their keys, their usage rows and their device grants (the
-//! foreign keys cascade) in one transaction; the audit log keeps its entries about them
+//! Deletion removes the user, their identities, sessions, keys, usage rows and device
+//! grants (the foreign keys cascade) in one transaction; the audit log keeps its entries about them
 //! (who did what to the account stays accountable) but loses the email address they held,
 //! and gains one saying the account was deleted. Usage is deleted, not anonymised: the
 //! deployment's totals shrink by what the user used.
@@ -13,6 +13,7 @@ use sqlx::SqlitePool;
 
 use super::api_keys::{self, ApiKey};
 use super::audit::{self, Actor, AuditEntry};
+use super::identities::{self, Identity};
 use super::users::User;
 use super::DbError;
 
@@ -36,6 +37,7 @@ pub struct ExportedUsage {
 /// Everything stored about a user.
 #[derive(Debug, Clone)]
 pub struct AccountData {
+    pub identities: Vec<Identity>,
     pub keys: Vec<ApiKey>,
     pub usage: Vec<ExportedUsage>,
     pub audit: Vec<AuditEntry>,
@@ -45,6 +47,7 @@ pub struct AccountData {
 const MAX_AUDIT_ENTRIES: u32 = 100_000;
 
 pub async fn export(pool: &SqlitePool, user: &User) -> Result<AccountData, DbError> {
+    let identities = identities::list_for_user(pool, &user.id).await?;
     let keys = api_keys::list_for_user(pool, user).await?;
     let usage: Vec<ExportedUsage> = sqlx::query_as(
         "SELECT request_id, key_id, endpoint, task, provider, model, prompt_tokens, \
@@ -55,7 +58,12 @@ pub async fn export(pool: &SqlitePool, user: &User) -> Result<AccountData, DbErr
     .fetch_all(pool)
     .await?;
     let audit = audit::recent(pool, Some(&user.id), MAX_AUDIT_ENTRIES).await?;
-    Ok(AccountData { keys, usage, audit })
+    Ok(AccountData {
+        identities,
+        keys,
+        usage,
+        audit,
+    })
 }
 
 /// What deleting an account removed.
@@ -73,7 +81,7 @@ pub async fn delete(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Deleted, DbError> {
-    let mut transaction = pool.begin().await?;
+    let mut transaction = super::begin_write(pool).await?;
     let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
         .bind(&user.id)
         .fetch_one(&mut *transaction)
@@ -90,7 +98,7 @@ pub async fn delete(
     .bind(format!("user:{}", user.id))
     .execute(&mut *transaction)
     .await?;
-    // Keys, usage and device grants cascade.
+    // Identities, keys, sessions, usage and device grants cascade.
     let removed = sqlx::query("DELETE FROM users WHERE id = ?")
         .bind(&user.id)
         .execute(&mut *transaction)

@@ -5,6 +5,9 @@ use sqlx::SqlitePool;
 
 use tandem_shared::Scope;
 
+use serde_json::json;
+
+use super::audit::{self, Actor};
 use super::users::User;
 use super::DbError;
 use crate::keys::{GeneratedKey, KeyHash};
@@ -220,6 +223,60 @@ pub async fn mark_revoked<'e>(
             .await?
             .rows_affected();
     Ok(updated > 0)
+}
+
+/// Stores a new key for `user` as `grant` says and records who created it from where,
+/// in one transaction.
+pub async fn create_audited(
+    pool: &SqlitePool,
+    user: &User,
+    grant: &KeyGrant,
+    key: &GeneratedKey,
+    actor: &Actor,
+    source: &str,
+) -> Result<ApiKey, DbError> {
+    let mut transaction = super::begin_write(pool).await?;
+    let created = insert_granted(&mut *transaction, user, grant, key).await?;
+    audit::record(
+        &mut *transaction,
+        actor,
+        "key.create",
+        Some(&format!("key:{}", created.id)),
+        source,
+        &json!({"name": created.name, "scopes": created.scopes, "expires_at": created.expires_at}),
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(created)
+}
+
+/// Revokes `key` if it is active, recording who revoked it from where, in one
+/// transaction; the key as now stored.
+pub async fn revoke_audited(
+    pool: &SqlitePool,
+    key: &ApiKey,
+    actor: &Actor,
+    source: &str,
+) -> Result<ApiKey, DbError> {
+    let mut transaction = super::begin_write(pool).await?;
+    if mark_revoked(&mut *transaction, &key.id).await? {
+        audit::record(
+            &mut *transaction,
+            actor,
+            "key.revoke",
+            Some(&format!("key:{}", key.id)),
+            source,
+            &json!({"name": key.name}),
+        )
+        .await?;
+    }
+    let row: ApiKeyRow =
+        sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"))
+            .bind(&key.id)
+            .fetch_one(&mut *transaction)
+            .await?;
+    transaction.commit().await?;
+    ApiKey::try_from(row)
 }
 
 /// A key found by its hash, with its owner.

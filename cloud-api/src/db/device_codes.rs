@@ -113,7 +113,7 @@ pub async fn poll(
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Poll, DbError> {
-    let mut transaction = pool.begin().await?;
+    let mut transaction = super::begin_write(pool).await?;
     let row: Option<GrantRow> = sqlx::query_as(
         "SELECT scopes, expires_at, interval_secs, last_polled_at, status, user_id, client_id \
          FROM device_codes WHERE device_code_hash = ?",
@@ -243,8 +243,8 @@ pub async fn find_pending(
 
 /// Approves (or denies) the live, undecided grant with `user_code` for `user`; whether
 /// there was one. The key is issued when the device next polls.
-pub async fn decide(
-    pool: &SqlitePool,
+pub async fn decide<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
     user_code: &str,
     user: &User,
     approve: bool,
@@ -259,8 +259,40 @@ pub async fn decide(
     .bind(now)
     .bind(user_code)
     .bind(now)
-    .execute(pool)
+    .execute(executor)
     .await?
     .rows_affected();
     Ok(updated > 0)
+}
+
+/// [`decide`], recording who decided from where in the audit log, in one transaction;
+/// whether there was a live, undecided grant with `user_code`.
+pub async fn decide_audited(
+    pool: &SqlitePool,
+    user_code: &str,
+    user: &User,
+    approve: bool,
+    actor: &Actor,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbError> {
+    let mut transaction = super::begin_write(pool).await?;
+    if !decide(&mut *transaction, user_code, user, approve, now).await? {
+        return Ok(false);
+    }
+    audit::record(
+        &mut *transaction,
+        actor,
+        if approve {
+            "device.approve"
+        } else {
+            "device.deny"
+        },
+        Some(&format!("user:{}", user.id)),
+        source,
+        &json!({"user_code": user_code}),
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(true)
 }

@@ -6,6 +6,9 @@ pub mod account;
 pub mod api_keys;
 pub mod audit;
 pub mod device_codes;
+pub mod identities;
+pub mod sessions;
+pub mod sign_in_attempts;
 pub mod usage;
 pub mod users;
 
@@ -45,6 +48,17 @@ pub enum DbError {
     /// A migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Begins a transaction that will write, taking SQLite's write lock at once
+/// (`BEGIN IMMEDIATE`). A deferred transaction that reads first cannot wait for the lock
+/// when it comes to write while another connection holds it: SQLite fails it at once
+/// with "database is locked" instead, whatever the busy timeout. Taking the lock up front
+/// makes it wait like any other writer.
+pub async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
 }
 
 /// Connection options for a sqlx SQLite URL (`sqlite://PATH`, `sqlite::memory:`).
@@ -224,10 +238,14 @@ mod tests {
                 PendingMigration {
                     version: 7,
                     description: "sessions".to_owned()
+                },
+                PendingMigration {
+                    version: 8,
+                    description: "identities".to_owned()
                 }
             ]
         );
-        assert_eq!(migrate(&pool).await.unwrap(), 7);
+        assert_eq!(migrate(&pool).await.unwrap(), 8);
         assert!(pending_migrations(&pool).await.unwrap().is_empty());
         assert_eq!(migrate(&pool).await.unwrap(), 0);
         ping(&pool).await.unwrap();
@@ -259,7 +277,7 @@ mod tests {
         .await
         .unwrap();
 
-        assert_eq!(migrate(&pool).await.unwrap(), 6);
+        assert_eq!(migrate(&pool).await.unwrap(), 7);
         let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = 'u1'")
             .fetch_one(&pool)
             .await

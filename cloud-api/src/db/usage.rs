@@ -38,7 +38,7 @@ pub async fn write_batch(
     records: &[UsageRecord],
     touched: &[(String, DateTime<Utc>)],
 ) -> Result<(), DbError> {
-    let mut transaction = pool.begin().await?;
+    let mut transaction = super::begin_write(pool).await?;
     for (key_id, at) in touched {
         api_keys::touch_last_used(&mut *transaction, key_id, *at).await?;
     }

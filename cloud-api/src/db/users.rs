@@ -49,6 +49,15 @@ pub fn normalize_email(email: &str) -> String {
 
 /// Creates a user; [`DbError::DuplicateUser`] when the email is taken.
 pub async fn create(pool: &SqlitePool, email: &str, tier: Tier) -> Result<User, DbError> {
+    create_in(pool, email, tier).await
+}
+
+/// [`create`] on any executor, such as the transaction of a first sign-in.
+pub async fn create_in<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    email: &str,
+    tier: Tier,
+) -> Result<User, DbError> {
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
         email: normalize_email(email),
@@ -60,7 +69,7 @@ pub async fn create(pool: &SqlitePool, email: &str, tier: Tier) -> Result<User, 
         .bind(&user.email)
         .bind(user.tier.as_str())
         .bind(user.created_at)
-        .execute(pool)
+        .execute(executor)
         .await;
     match result {
         Ok(_) => Ok(user),
@@ -71,10 +80,18 @@ pub async fn create(pool: &SqlitePool, email: &str, tier: Tier) -> Result<User, 
 
 /// The user with this email, if any.
 pub async fn find_by_email(pool: &SqlitePool, email: &str) -> Result<Option<User>, DbError> {
+    find_by_email_in(pool, email).await
+}
+
+/// [`find_by_email`] on any executor.
+pub async fn find_by_email_in<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    email: &str,
+) -> Result<Option<User>, DbError> {
     let row: Option<UserRow> =
         sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE email = ?")
             .bind(normalize_email(email))
-            .fetch_optional(pool)
+            .fetch_optional(executor)
             .await?;
     row.map(User::try_from).transpose()
 }

@@ -29,6 +29,7 @@ pub(crate) fn router() -> Router<AppState> {
 struct Export {
     exported_at: String,
     user: ExportedUser,
+    identities: Vec<crate::db::identities::Identity>,
     keys: Vec<tandem_shared::KeyInfo>,
     usage: Vec<ExportedUsage>,
     audit: Vec<ExportedAudit>,
@@ -69,6 +70,7 @@ async fn export(State(state): State<AppState>, caller: AuthUser) -> Result<Respo
             tier: user.tier.to_string(),
             created_at: time(user.created_at),
         },
+        identities: data.identities,
         keys: data
             .keys
             .iter()

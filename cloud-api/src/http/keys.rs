@@ -9,11 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::json;
 use tandem_shared::{CreateKeyRequest, CreatedKey, KeyInfo, KeysResponse, Scope};
 
 use crate::db::api_keys::{self, ApiKey, KeyGrant};
-use crate::db::audit::{self, Actor};
+use crate::db::audit::Actor;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ClientAddress, ValidJson, Validate};
 use crate::keys;
@@ -102,6 +101,17 @@ async fn create(
             for scope in &scopes {
                 caller.require(*scope)?;
             }
+            // An identity provider user's admin scope follows their roles; a key would
+            // keep it after the role is gone.
+            if caller.api_key_id().is_none() && scopes.contains(&Scope::Admin) {
+                return Err(AppError::Forbidden(
+                    "admin rights of identity-provider users follow their roles, so a key \
+                     made with an identity provider token cannot have the `admin` scope; an \
+                     administrator can create an admin key with `tandem-cloud keys create \
+                     --email <email> --scopes admin`"
+                        .to_owned(),
+                ));
+            }
             scopes
         }
         None => Scope::DEFAULT
@@ -123,21 +133,16 @@ async fn create(
             .map(|days| Utc::now() + chrono::Duration::days(i64::from(days))),
     };
     let generated = keys::generate();
-    let mut transaction = state.db.begin().await.map_err(AppError::internal)?;
-    let key = api_keys::insert_granted(&mut *transaction, &caller.user, &grant, &generated)
-        .await
-        .map_err(AppError::internal)?;
-    audit::record(
-        &mut *transaction,
+    let key = api_keys::create_audited(
+        &state.db,
+        &caller.user,
+        &grant,
+        &generated,
         &actor(&caller),
-        "key.create",
-        Some(&format!("key:{}", key.id)),
         &source,
-        &json!({"name": key.name, "scopes": key.scopes, "expires_at": key.expires_at}),
     )
     .await
     .map_err(AppError::internal)?;
-    transaction.commit().await.map_err(AppError::internal)?;
     tracing::info!(user_id = %caller.user.id, key_id = %key.id, "API key created");
     let created = CreatedKey {
         key: generated.secret,
@@ -153,7 +158,16 @@ async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let id = if id == CURRENT {
-        caller.key_id.clone()
+        let Some(current) = caller.api_key_id() else {
+            // `tandem logout` with an identity provider token: no key to revoke.
+            return Err(AppError::InvalidRequest(
+                "this request is authenticated by your identity provider's token, not an API \
+                 key, so there is no current API key to revoke: sign out at your identity \
+                 provider, or revoke a key by its id (DELETE /v1/keys/{id})"
+                    .to_owned(),
+            ));
+        };
+        current.to_owned()
     } else {
         id
     };
@@ -165,27 +179,13 @@ async fn revoke(
             "you have no API key with id `{id}`"
         )));
     };
-    if key.revoked_at.is_none() {
-        let mut transaction = state.db.begin().await.map_err(AppError::internal)?;
-        api_keys::mark_revoked(&mut *transaction, &key.id)
-            .await
-            .map_err(AppError::internal)?;
-        audit::record(
-            &mut *transaction,
-            &actor(&caller),
-            "key.revoke",
-            Some(&format!("key:{}", key.id)),
-            &source,
-            &json!({"name": key.name}),
-        )
+    let was_active = key.revoked_at.is_none();
+    let key = api_keys::revoke_audited(&state.db, &key, &actor(&caller), &source)
         .await
         .map_err(AppError::internal)?;
-        transaction.commit().await.map_err(AppError::internal)?;
+    state.forget_cached_keys();
+    if was_active {
         tracing::info!(user_id = %caller.user.id, key_id = %key.id, "API key revoked");
     }
-    let key = api_keys::find_for_user(&state.db, &caller.user.id, &key.id)
-        .await
-        .map_err(AppError::internal)?
-        .unwrap_or(key);
     Ok(Json(info(&key, &caller)).into_response())
 }

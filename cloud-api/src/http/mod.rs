@@ -4,8 +4,8 @@ mod account;
 mod admin;
 mod chat;
 mod completions;
-mod device_page;
 mod health;
+mod jwks;
 mod keys;
 mod me;
 mod metrics;
@@ -25,7 +25,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::AppError;
@@ -35,12 +35,13 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
+        .merge(jwks::router())
         .merge(me::router())
         .merge(keys::router())
         .merge(account::router())
         .merge(admin::router())
         .merge(oauth::router())
-        .merge(device_page::router())
+        .merge(crate::web::router(&state))
         .merge(completions::router())
         .merge(chat::router())
         .merge(usage::router())
@@ -73,12 +74,24 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         // Headers are not recorded: they carry API keys.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 // AppError already logs every 5xx with its cause; no second, vaguer line.
                 .on_failure(()),
         )
         .with_state(state)
+}
+
+/// The span of a request: method and path only. Query strings carry what must not reach
+/// a log (an OAuth code and state, a device's user code).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::span!(
+        Level::INFO,
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        version = ?request.version(),
+    )
 }
 
 async fn handle_not_found(uri: Uri) -> AppError {
@@ -100,7 +113,10 @@ async fn ensure_json_error(State(state): State<AppState>, response: Response) ->
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
+        .is_some_and(|value| {
+            // The pages answer their own errors: HTML to browsers, JSON to the rest.
+            value.starts_with("application/json") || value.starts_with("text/html")
+        });
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }

@@ -15,6 +15,13 @@ use url::Url;
 use crate::prompt::Family;
 use crate::tiers::Tiers;
 
+mod identity;
+
+pub use identity::{
+    EnterpriseConfig, IdentityProviderConfig, IdentityProviderKind, RoleGrant, SessionAlgorithm,
+    SessionsConfig,
+};
+
 /// Address `serve` listens on when neither flag, environment nor file names one.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8787";
 /// Default cap on request bodies: 4 MiB.
@@ -74,17 +81,9 @@ pub struct Config {
     /// Browser sessions of the account pages.
     #[serde(default)]
     pub sessions: SessionsConfig,
-}
-
-/// `[sessions]`: how browser sessions are signed.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SessionsConfig {
-    /// Name of an environment variable holding the HS256 secret that signs session
-    /// tokens: at least 32 bytes (256 bits) of random data, shared by every instance.
-    /// The server refuses to start with a shorter one. Without it, no browser sessions.
+    /// Bearer JWTs from the organisation's own identity provider; off without it.
     #[serde(default)]
-    pub jwt_secret_env: Option<String>,
+    pub enterprise: Option<EnterpriseConfig>,
 }
 
 /// `[metrics]`: whether `GET /metrics` is served, and to whom.
@@ -443,6 +442,13 @@ pub struct AuthConfig {
     /// How often, in seconds, `tandem login` may poll for its key. Default 5.
     #[serde(default = "default_device_poll_interval_secs")]
     pub device_poll_interval_secs: u32,
+    /// Ways to sign in on the account pages, `[[auth.identity_providers]]`. They need
+    /// `public_url` and `[sessions]`.
+    #[serde(default)]
+    pub identity_providers: Vec<IdentityProviderConfig>,
+    /// The tier of a user created by their first browser sign-in. Default `free`.
+    #[serde(default = "default_new_user_tier")]
+    pub new_user_tier: String,
 }
 
 impl Default for AuthConfig {
@@ -452,8 +458,14 @@ impl Default for AuthConfig {
             public_url: None,
             device_code_ttl_secs: default_device_code_ttl_secs(),
             device_poll_interval_secs: default_device_poll_interval_secs(),
+            identity_providers: Vec::new(),
+            new_user_tier: default_new_user_tier(),
         }
     }
+}
+
+fn default_new_user_tier() -> String {
+    "free".to_owned()
 }
 
 fn default_device_code_ttl_secs() -> u64 {
@@ -718,6 +730,35 @@ impl Config {
         Ok(config)
     }
 
+    /// Checks sessions, sign-in providers and enterprise tokens.
+    fn validate_identity(&self, tiers: &Tiers) -> Result<(), ConfigError> {
+        self.sessions.validate()?;
+        identity::validate_identity_providers(
+            &self.auth.identity_providers,
+            self.auth.public_url.as_deref(),
+        )?;
+        if !self.auth.identity_providers.is_empty() && !self.sessions.enabled() {
+            return Err(ConfigError::Invalid(
+                "auth.identity_providers need [sessions] (jwt_secret_env, or a private key) \
+                 to keep people signed in"
+                    .to_owned(),
+            ));
+        }
+        let known = tandem_shared::Tier::new(&self.auth.new_user_tier)
+            .ok()
+            .is_some_and(|tier| tiers.get(&tier).is_some());
+        if !known {
+            return Err(ConfigError::Invalid(format!(
+                "auth.new_user_tier `{}` is not a tier",
+                self.auth.new_user_tier
+            )));
+        }
+        if let Some(enterprise) = &self.enterprise {
+            enterprise.validate(tiers)?;
+        }
+        Ok(())
+    }
+
     /// Checks what serde cannot: limits in range, provider entries consistent.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: String| Err(ConfigError::Invalid(message));
@@ -734,7 +775,8 @@ impl Config {
                 ));
             }
         }
-        self.tiers()?;
+        let tiers = self.tiers()?;
+        self.validate_identity(&tiers)?;
         for (model, price) in &self.prices {
             let valid = |value: f64| value.is_finite() && value >= 0.0;
             if !valid(price.prompt_per_million_usd) || !valid(price.completion_per_million_usd) {
@@ -835,7 +877,7 @@ impl Config {
             }
         }
         // Last: routing names providers, whose names are unique only once checked above.
-        self.routing.validate(&self.tiers()?, &self.providers)?;
+        self.routing.validate(&tiers, &self.providers)?;
         Ok(())
     }
 }
@@ -933,7 +975,7 @@ mod tests {
 
     #[test]
     fn shipped_example_is_valid() {
-        let config = Config::parse_str(include_str!("../config.example.toml")).unwrap();
+        let config = Config::parse_str(include_str!("../../config.example.toml")).unwrap();
         let kinds: Vec<ProviderKind> = config
             .providers
             .iter()
