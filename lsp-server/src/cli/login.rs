@@ -1,6 +1,7 @@
 //! `tandem login [--server URL]`: sign in through the browser with the OAuth 2.0 Device
 //! Authorization Grant (RFC 8628) and save the API key the server issues for this device;
-//! or `tandem login --api-key KEY`: verify a key made elsewhere, then save it.
+//! or `tandem login --api-key KEY`: verify a key made elsewhere, then save it — in the OS
+//! keyring when one answers, else in the credentials file (`--store`).
 
 use std::io::BufRead;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use anyhow::{bail, Context as _};
 use tandem_shared::API_KEY_PREFIX;
 
 use crate::cloud::CloudClient;
-use crate::credentials::{self, ApiKey};
+use crate::credentials::{self, ApiKey, KeyLocation, SavedLogin, StoreChoice};
 use crate::device_login::{self, DeviceLoginError, REQUEST_TIMEOUT};
 
 #[derive(Debug, clap::Args)]
@@ -25,12 +26,30 @@ pub struct LoginArgs {
     /// Print the sign-in address without trying to open a browser.
     #[arg(long)]
     no_browser: bool,
+    /// Where to keep the key: `auto` is the OS keyring when one answers, else the
+    /// credentials file (mode 0600); `keyring` fails when there is none.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHERE",
+        env = credentials::CREDENTIAL_STORE_ENV,
+        default_value_t = StoreChoice::Auto
+    )]
+    store: StoreChoice,
 }
 
 pub(super) fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let path = credentials::credentials_path()?;
     let server = chosen_server(args.server.as_deref(), &path);
     let given = args.api_key.map(given_key).transpose()?;
+    if args.store == StoreChoice::Keyring {
+        // Before the browser, not after: without a keyring the login would be wasted.
+        credentials::probe_keyring(
+            &credentials::OsKeyring::shared(),
+            credentials::KEYRING_PROBE_TIMEOUT,
+        )
+        .map_err(credentials::CredentialsError::KeyringUnavailable)?;
+    }
     let client = CloudClient::new()?;
     // One runtime for the whole login: the client's pooled connections belong to it.
     super::block_on(async {
@@ -38,7 +57,7 @@ pub(super) fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
             Some(key) => key,
             None => sign_in(&client, &server, args.no_browser).await?,
         };
-        save_verified(&client, &server, api_key, &path).await
+        save_verified(&client, &server, api_key, &path, args.store).await
     })?
 }
 
@@ -116,13 +135,27 @@ async fn save_verified(
     server: &str,
     api_key: ApiKey,
     path: &std::path::Path,
+    store: StoreChoice,
 ) -> anyhow::Result<ExitCode> {
-    let me = device_login::verify_and_save(client, server, api_key, path).await?;
+    let (me, saved) = device_login::verify_and_save(
+        client,
+        server,
+        api_key,
+        path,
+        store,
+        credentials::OsKeyring::shared(),
+    )
+    .await?;
     println!(
         "Logged in to {server} as {} ({} tier).",
         me.user.email, me.tier
     );
-    println!("Credentials saved to {}", path.display());
+    for line in saved_lines(&saved, server, path) {
+        println!("{line}");
+    }
+    if let Some(reason) = &saved.keyring_skipped {
+        eprintln!("note: not using the OS keyring ({reason}); the key is in the credentials file");
+    }
     if std::env::var_os(credentials::API_KEY_ENV).is_some() {
         eprintln!(
             "note: {} is set and takes precedence over the saved key",
@@ -130,4 +163,83 @@ async fn save_verified(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the login went, for people. Never the key.
+fn saved_lines(saved: &SavedLogin, server: &str, path: &std::path::Path) -> Vec<String> {
+    match saved.location {
+        KeyLocation::File => vec![format!("Credentials saved to {}", path.display())],
+        KeyLocation::Keyring => vec![
+            format!(
+                "API key saved in the {}.",
+                credentials::keyring_entry(server)
+            ),
+            format!(
+                "Credentials saved to {} (the server, and that the key is in the keyring)",
+                path.display()
+            ),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        login: LoginArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<LoginArgs, clap::Error> {
+        let argv = std::iter::once("login").chain(args.iter().copied());
+        Wrapper::try_parse_from(argv).map(|wrapper| wrapper.login)
+    }
+
+    #[test]
+    fn store_flag_takes_auto_keyring_or_file() {
+        for (value, choice) in [
+            ("auto", StoreChoice::Auto),
+            ("keyring", StoreChoice::Keyring),
+            ("file", StoreChoice::File),
+        ] {
+            let args = parse(&["--store", value, "--no-browser"]).unwrap();
+            assert_eq!(args.store, choice);
+            assert!(args.no_browser);
+        }
+        let error = parse(&["--store", "vault"]).unwrap_err().to_string();
+        assert!(
+            error.contains("auto") && error.contains("keyring"),
+            "{error}"
+        );
+        // Without the flag: `auto`, unless TANDEM_CREDENTIAL_STORE says otherwise.
+        if std::env::var_os(credentials::CREDENTIAL_STORE_ENV).is_none() {
+            assert_eq!(parse(&[]).unwrap().store, StoreChoice::Auto);
+        }
+    }
+
+    #[test]
+    fn saved_lines_say_where_the_key_went_and_never_show_it() {
+        let path = std::path::Path::new("config/credentials.json");
+        let file = SavedLogin {
+            location: KeyLocation::File,
+            keyring_skipped: None,
+        };
+        assert_eq!(
+            saved_lines(&file, "http://127.0.0.1:9", path),
+            vec![format!("Credentials saved to {}", path.display())]
+        );
+        let keyring = SavedLogin {
+            location: KeyLocation::Keyring,
+            keyring_skipped: None,
+        };
+        let lines = saved_lines(&keyring, "http://127.0.0.1:9", path).join("\n");
+        assert!(
+            lines.contains("OS keyring (service tandem, account http://127.0.0.1:9)"),
+            "{lines}"
+        );
+        assert!(lines.contains("Credentials saved to"), "{lines}");
+    }
 }

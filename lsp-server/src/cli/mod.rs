@@ -34,7 +34,7 @@ pub enum Command {
     },
     /// Sign in through the browser (or save an API key) and keep the key for this machine.
     Login(login::LoginArgs),
-    /// Revoke the saved key on the server and delete the credentials file.
+    /// Revoke the saved key on the server and delete it here (keyring entry and file).
     Logout,
     /// Show which server and key would be used, and check them.
     Status,

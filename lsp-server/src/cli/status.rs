@@ -1,22 +1,35 @@
 //! `tandem status`: which server and key would be used, and whether they work.
 //!
 //! Editor settings are not visible from a terminal, so this resolves environment and
-//! credentials file only. Exit code 0 when the key is accepted, 1 otherwise.
+//! credentials file (with the key in the OS keyring it points to, if so) only. Exit code
+//! 0 when the key is accepted, 1 otherwise.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cloud::{CloudClient, CloudError, CloudTarget};
-use crate::credentials::{self, CredentialSources};
+use crate::credentials::{self, CredentialSources, KeyLocation};
 
 pub(super) fn run() -> anyhow::Result<ExitCode> {
     let path = credentials::credentials_path()?;
-    let file = match credentials::load(&path) {
-        Ok(stored) => stored.map(|stored| stored.to_partial()).unwrap_or_default(),
+    let stored = match credentials::load(&path) {
+        Ok(stored) => stored,
         Err(error) => {
             eprintln!("warning: {error}");
-            Default::default()
+            None
         }
+    };
+    let file = match &stored {
+        None => Default::default(),
+        Some(stored) => stored
+            .with_key(
+                &credentials::OsKeyring::shared(),
+                credentials::KEYRING_TIMEOUT,
+            )
+            .unwrap_or_else(|error| {
+                eprintln!("warning: {error}");
+                stored.to_partial()
+            }),
     };
     let resolved = credentials::resolve(&CredentialSources {
         editor_settings: Default::default(),
@@ -28,6 +41,16 @@ pub(super) fn run() -> anyhow::Result<ExitCode> {
         resolved.server, resolved.server_source
     );
     println!("Credentials file: {}", path.display());
+    if let Some(stored) = stored
+        .as_ref()
+        .filter(|stored| stored.api_key.is_some() || stored.api_key_in_keyring)
+    {
+        let location = match stored.key_location() {
+            KeyLocation::File => "the credentials file".to_owned(),
+            KeyLocation::Keyring => credentials::keyring_entry(&stored.keyring_account()),
+        };
+        println!("Key stored in:    {location}");
+    }
     let Some(api_key) = resolved.api_key else {
         println!("API key:          none (run `tandem login`)");
         return Ok(ExitCode::FAILURE);

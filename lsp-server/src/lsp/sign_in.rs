@@ -2,7 +2,8 @@
 //! for editors whose users never open a terminal. The command answers at once with the
 //! code; the address opens in the browser (`window/showDocument`) and the code is shown
 //! (`window/showMessage`); a background task polls, saves the key to the credentials
-//! file, which every later request reads, and says who is signed in.
+//! file (always the file, never the OS keyring: no unlock prompt can pop up from the
+//! editor), which every later request reads, and says who is signed in.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use tower_lsp::lsp_types::{MessageType, ShowDocumentParams, Url};
 use tower_lsp::Client;
 
 use crate::cloud::{CloudClient, CloudError, DeviceAuthorization};
+use crate::credentials::{self, StoreChoice};
 use crate::device_login::{self, DeviceLoginError, REQUEST_TIMEOUT};
 
 /// What `tandem.signIn` answers: enough for a plugin to show the code its own way.
@@ -147,7 +149,17 @@ impl Poller {
         let key =
             device_login::wait_for_key(&self.cloud, &self.server, &self.grant, on_unreachable)
                 .await?;
-        let me = device_login::verify_and_save(&self.cloud, &self.server, key, &self.path).await?;
+        // Always the file, which needs no keyring prompt while the user is in the editor
+        // (`tandem login` is the way to keep the key in the OS keyring).
+        let (me, _) = device_login::verify_and_save(
+            &self.cloud,
+            &self.server,
+            key,
+            &self.path,
+            StoreChoice::File,
+            credentials::OsKeyring::shared(),
+        )
+        .await?;
         tracing::info!(server = %self.server, "signed in; credentials saved");
         Ok(me.user.email)
     }
