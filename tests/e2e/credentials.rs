@@ -4,24 +4,16 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 use tandem_e2e::{
-    binaries, CloudOptions, CloudServer, LspClient, LspOptions, ProviderConfig, ProviderFixture,
+    CloudOptions, CloudServer, LspClient, LspOptions, ProviderConfig, ProviderFixture,
 };
 
-use crate::support::{inline_items, Editor, Stack, MODEL};
+use crate::support::{inline_items, tandem_command, Editor, Stack, MODEL};
 
 const SOURCE: &str = "fn main() {\n    let answer = \n}\n";
 const REPLY: &str = "6 * 7;";
 
 async fn tandem_cli(config_directory: &std::path::Path, args: &[&str]) -> Output {
-    let binary = binaries::tandem().expect("tandem binary");
-    tokio::process::Command::new(binary)
-        .args(args)
-        .env_remove("TANDEM_SERVER")
-        .env_remove("TANDEM_API_KEY")
-        .env("TANDEM_CONFIG_DIR", config_directory)
-        .env("HOME", config_directory)
-        .env("XDG_CONFIG_HOME", config_directory)
-        .stdin(std::process::Stdio::null())
+    tandem_command(config_directory, args)
         .output()
         .await
         .expect("run tandem")
@@ -275,20 +267,12 @@ async fn login_through_the_device_flow_and_logout_revokes_the_key() {
     let (_provider, cloud) = provider_and_cloud().await;
     let config_directory = tempfile::tempdir().expect("tempdir");
     let credentials_path = config_directory.path().join("credentials.json");
-    let binary = binaries::tandem().expect("tandem binary");
-    let mut login = tokio::process::Command::new(binary)
-        .args(["login", "--server", cloud.url(), "--no-browser"])
-        .env_remove("TANDEM_SERVER")
-        .env_remove("TANDEM_API_KEY")
-        .env("TANDEM_CONFIG_DIR", config_directory.path())
-        .env("HOME", config_directory.path())
-        .env("XDG_CONFIG_HOME", config_directory.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run tandem login");
+    let mut login = tandem_command(
+        config_directory.path(),
+        &["login", "--server", cloud.url(), "--no-browser"],
+    )
+    .spawn()
+    .expect("run tandem login");
 
     // The page to open and the code to type, as a person would read them.
     let mut lines = BufReader::new(login.stdout.take().expect("stdout")).lines();

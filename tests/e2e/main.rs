@@ -17,6 +17,7 @@ mod lifecycle;
 mod ordering;
 mod privacy;
 mod provider_wire;
+mod sign_in;
 mod streaming;
 mod support;
 mod typing;

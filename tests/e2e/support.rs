@@ -279,3 +279,26 @@ pub fn check_error_answer(
         Err(error) => problems.push(format!("{case}: not an error body ({error}): {text}")),
     }
 }
+
+/// `tandem <args>` with a private config directory (`credentials.json` there, never in
+/// the OS keyring) and no credentials from the environment; output piped, killed on drop.
+pub fn tandem_command(
+    config_directory: &std::path::Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut command =
+        tokio::process::Command::new(tandem_e2e::binaries::tandem().expect("tandem binary"));
+    command
+        .args(args)
+        .env_remove("TANDEM_SERVER")
+        .env_remove("TANDEM_API_KEY")
+        .env("TANDEM_CONFIG_DIR", config_directory)
+        .env("TANDEM_CREDENTIAL_STORE", "file")
+        .env("HOME", config_directory)
+        .env("XDG_CONFIG_HOME", config_directory)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    command
+}

@@ -2,7 +2,8 @@
 //!
 //! `CloudServer::start` writes a TOML config whose providers point at loopback fixtures,
 //! creates a user and an API key with the binary's own `users create` / `keys create`
-//! commands, then starts `serve --bind 127.0.0.1:0` and waits for its `Listening on` line.
+//! commands, then starts `serve --bind 127.0.0.1:0` (or [`CloudOptions::bind`]) and waits for
+//! its `Listening on` line.
 //! The child is killed when the value is dropped.
 
 use std::fmt::Write as _;
@@ -125,6 +126,9 @@ pub struct CloudOptions {
     /// Create no user or key before `serve`: the first start on an empty database then
     /// creates `dev@localhost` and prints its key, which becomes [`CloudServer::api_key`].
     pub bootstrap: bool,
+    /// Address for `serve --bind`; `127.0.0.1:0` (a free port) if `None`. A test whose
+    /// config must name the server's own URL (`auth.public_url`) picks the port first.
+    pub bind: Option<String>,
 }
 
 impl CloudOptions {
@@ -216,7 +220,8 @@ impl CloudServer {
                 .to_owned();
         }
 
-        let mut command = context.command(&["serve", "--bind", "127.0.0.1:0"]);
+        let bind = options.bind.as_deref().unwrap_or("127.0.0.1:0");
+        let mut command = context.command(&["serve", "--bind", bind]);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command
             .spawn()
