@@ -310,7 +310,10 @@ mod tests {
     async fn emptied(cache: &Counted, times: usize) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while cache.0.load(Ordering::SeqCst) < times {
-            assert!(tokio::time::Instant::now() < deadline, "not emptied {times} times");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not emptied {times} times"
+            );
             tokio::time::sleep(AUTH_EPOCH_POLL / 5).await;
         }
         assert_eq!(cache.0.load(Ordering::SeqCst), times);

@@ -7,15 +7,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use common::{Reply, TestApp};
-use http_body_util::BodyExt;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::Value;
 use tandem_cloud::db::users;
 use tandem_cloud::sessions::{AccessClaims, AUDIENCE};
 use tandem_cloud::{AppState, Config};
 use tandem_shared::Tier;
-use tower::ServiceExt;
 
 // Test-only keys, generated for these tests with `openssl genpkey` (PKCS#8 PEM). They are
 // public: never sign anything real with them.
@@ -39,25 +36,12 @@ async fn app_with_sessions(sessions_toml: &str, value: &'static str) -> TestApp 
 
 /// `GET /.well-known/jwks.json`, through the router without a socket.
 async fn get_jwks(app: &TestApp) -> Reply {
-    let response = tandem_cloud::app(app.state.clone())
-        .oneshot(
-            Request::get("/.well-known/jwks.json")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        text,
-        json,
-    }
+    app.send(
+        Request::get("/.well-known/jwks.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
 }
 
 #[tokio::test]
