@@ -45,7 +45,9 @@ pub struct AppState {
     /// The bearer token `GET /metrics` requires (`metrics.token_env`); never logged.
     pub(crate) metrics_token: Option<Arc<str>>,
     /// Sign-in codes handed out per client address, which anyone may ask for.
-    pub(crate) device_code_limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    pub(crate) device_code_limiter: Arc<PerAddressLimit>,
+    /// Browser sign-ins started per client address (each stores an attempt).
+    pub(crate) sign_in_limiter: Arc<PerAddressLimit>,
     /// Signs browser sessions; `None` when `[sessions]` names no secret or key.
     pub sessions: Option<Arc<crate::sessions::SessionSigner>>,
     /// The sign-in providers of the account pages (`[[auth.identity_providers]]`).
@@ -58,6 +60,31 @@ pub struct AppState {
 /// Sign-in codes one address may ask for per minute (a burst of as many): plenty for
 /// people, a wall for a script filling the table.
 pub const DEVICE_CODES_PER_MINUTE: u32 = 10;
+/// Browser sign-ins one address may start per minute: a person retrying, or a classroom
+/// behind one address, stays well below; a script filling `sign_in_attempts` does not.
+pub const SIGN_INS_PER_MINUTE: u32 = 30;
+
+/// A limit on what anyone may ask for without signing in, per client address (GCRA,
+/// `governor`), with a burst of a minute's worth.
+pub struct PerAddressLimit(governor::DefaultKeyedRateLimiter<String>);
+
+impl PerAddressLimit {
+    pub fn per_minute(count: u32) -> PerAddressLimit {
+        let count = std::num::NonZeroU32::new(count).unwrap_or(std::num::NonZeroU32::MIN);
+        PerAddressLimit(governor::DefaultKeyedRateLimiter::keyed(
+            governor::Quota::per_minute(count),
+        ))
+    }
+
+    /// Whether `address` may have one more now.
+    pub fn allow(&self, address: &str) -> bool {
+        if self.0.len() > 10_000 {
+            // Addresses seen once long ago need no state.
+            self.0.retain_recent();
+        }
+        self.0.check_key(&address.to_owned()).is_ok()
+    }
+}
 
 /// Why the state could not be built at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -186,12 +213,8 @@ impl AppState {
             sessions: None,
             enterprise,
             sign_in: Arc::new(crate::web::sign_in_providers::SignInProviders::none()),
-            device_code_limiter: Arc::new(governor::DefaultKeyedRateLimiter::keyed(
-                governor::Quota::per_minute(
-                    std::num::NonZeroU32::new(DEVICE_CODES_PER_MINUTE)
-                        .unwrap_or(std::num::NonZeroU32::MIN),
-                ),
-            )),
+            device_code_limiter: Arc::new(PerAddressLimit::per_minute(DEVICE_CODES_PER_MINUTE)),
+            sign_in_limiter: Arc::new(PerAddressLimit::per_minute(SIGN_INS_PER_MINUTE)),
         }
     }
 

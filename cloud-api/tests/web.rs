@@ -582,3 +582,31 @@ async fn forged_session_cookies_are_strangers() {
     }
     assert_eq!(live_keys(&app, "user@example.com").await.len(), 1);
 }
+
+#[tokio::test]
+async fn one_address_cannot_flood_the_sign_in_attempts() {
+    let app = app().await;
+    // The issuer is unreachable, so each admitted start is a 502 after its check; the
+    // limit answers before anything is stored or fetched.
+    let mut statuses = Vec::new();
+    for _ in 0..tandem_cloud::state::SIGN_INS_PER_MINUTE + 1 {
+        statuses.push(get(&app, "/auth/corp/start", None).await.status.as_u16());
+    }
+    assert!(
+        statuses[..statuses.len() - 1]
+            .iter()
+            .all(|status| *status == 502),
+        "{statuses:?}"
+    );
+    let flooded = get(&app, "/auth/corp/start", None).await;
+    assert_eq!(flooded.status, 429, "{}", flooded.text);
+    assert!(flooded.text.contains("too many sign-ins"));
+    let script = app
+        .send(
+            Request::get("/auth/corp/start")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    script.assert_error(429, "rate_limited");
+}

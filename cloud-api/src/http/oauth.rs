@@ -259,21 +259,17 @@ async fn device_code(
 
 /// Keeps one address from asking for more than [`DEVICE_CODES_PER_MINUTE`] codes.
 fn limit_codes(state: &AppState, source: String) -> Result<(), OAuthFailure> {
-    let limiter = &state.device_code_limiter;
-    if limiter.len() > 10_000 {
-        // Addresses seen once long ago need no state.
-        limiter.retain_recent();
+    if state.device_code_limiter.allow(&source) {
+        return Ok(());
     }
-    limiter.check_key(&source).map_err(|_| {
-        OAuthFailure::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow_down",
-            format!(
-                "too many sign-in codes asked for from this address (at most \
+    Err(OAuthFailure::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "slow_down",
+        format!(
+            "too many sign-in codes asked for from this address (at most \
                  {DEVICE_CODES_PER_MINUTE} a minute); wait a minute"
-            ),
-        )
-    })
+        ),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

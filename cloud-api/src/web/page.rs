@@ -107,6 +107,12 @@ pub(crate) enum PageError {
     /// A field of a form is missing or invalid.
     #[error("{0}")]
     InvalidForm(String),
+    /// Too many sign-ins started from this address.
+    #[error(
+        "too many sign-ins started from this address (at most {} a minute); wait a minute",
+        crate::state::SIGN_INS_PER_MINUTE
+    )]
+    TooManySignIns,
     /// Sign-in is not set up on this server.
     #[error("signing in through the browser is not set up on this server")]
     SignInOff,
@@ -127,6 +133,7 @@ impl PageError {
             PageError::SignInMismatch | PageError::InvalidForm(_) => StatusCode::BAD_REQUEST,
             PageError::NotFound(_) | PageError::SignInOff => StatusCode::NOT_FOUND,
             PageError::ProviderFailed { .. } => StatusCode::BAD_GATEWAY,
+            PageError::TooManySignIns => StatusCode::TOO_MANY_REQUESTS,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -137,6 +144,7 @@ impl PageError {
             StatusCode::NOT_FOUND => ErrorCode::NotFound,
             StatusCode::BAD_REQUEST => ErrorCode::InvalidRequest,
             StatusCode::BAD_GATEWAY => ErrorCode::ProviderError,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
             _ => ErrorCode::Internal,
         }
     }

@@ -86,6 +86,7 @@ async fn start(
     State(state): State<AppState>,
     Path(provider_name): Path<String>,
     Query(query): Query<NextQuery>,
+    ClientAddress(source): ClientAddress,
     jar: CookieJar,
 ) -> Result<Response, PageError> {
     if state.sessions.is_none() {
@@ -96,6 +97,9 @@ async fn start(
             "there is no sign-in provider `{provider_name}` here"
         ))
     })?;
+    if !state.sign_in_limiter.allow(&source) {
+        return Err(PageError::TooManySignIns);
+    }
     let authorization = state
         .sign_in
         .authorize(provider)
