@@ -1,7 +1,8 @@
-//! Command-line interface: argument definitions and the `migrate`, `users` and `keys`
-//! commands (`serve` lives in [`crate::serve`]).
+//! Command-line interface: argument definitions and the `migrate`, `users`, `keys`,
+//! `config` and `version` commands (`serve` lives in [`crate::serve`]).
 //!
-//! Settings precedence: flag > environment variable > config file > default.
+//! Settings precedence: flag > environment variable > config file > default (see
+//! [`crate::config::layers`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use sqlx::SqlitePool;
 use tandem_shared::Scope;
 use tandem_shared::Tier;
 
+use crate::config::layers::{self, Layers};
 use crate::config::{Config, DEFAULT_BIND};
 use crate::db::{self, api_keys, users, DbError};
 use crate::keys;
@@ -23,9 +25,21 @@ use crate::serve::{self, ServeOptions};
 /// Name of the key `keys create` makes when `--name` is not given.
 pub const DEFAULT_KEY_NAME: &str = "default";
 
+/// What `--version` prints after the name: `0.1.0 (1a2b3c4 2025-06-01)`, the version, the
+/// git commit (`-dirty` if the tree had changes, `unknown` outside a checkout) and the UTC
+/// build date, from `build.rs`.
+pub const VERSION_LINE: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TANDEM_BUILD_COMMIT"),
+    " ",
+    env!("TANDEM_BUILD_DATE"),
+    ")"
+);
+
 /// Tandem's cloud API server and its administration commands.
 #[derive(Debug, Parser)]
-#[command(name = "tandem-cloud", version, about)]
+#[command(name = "tandem-cloud", version = VERSION_LINE, about)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "TANDEM_CONFIG", value_name = "FILE")]
@@ -74,6 +88,46 @@ pub enum Command {
         #[arg(long, default_value = "day")]
         group_by: String,
     },
+    /// Check the configuration, or print it with every layer applied.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the version, the git commit and the build date.
+    Version {
+        /// `text` (one line) or `json`.
+        #[arg(long, value_enum, default_value_t = VersionFormat::Text)]
+        output: VersionFormat,
+    },
+}
+
+/// `config` subcommands. Both read the same layers as `serve`: defaults, `--config`,
+/// `TANDEM_*` variables, flags.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check everything `serve` checks before it opens the database: the keys and values,
+    /// and that the variables `*_env` keys name are set and usable (a session secret of at
+    /// least 256 bits, for one). Prints `configuration is valid`, or the error and exits 1.
+    Validate,
+    /// Print the settings of every layer merged, with secrets masked. Keys left out take
+    /// their defaults.
+    Show {
+        /// `toml` or `json`.
+        #[arg(long, value_enum, default_value_t = ConfigFormat::Toml)]
+        output: ConfigFormat,
+    },
+}
+
+/// Output format of `config show`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigFormat {
+    Toml,
+    Json,
+}
+
+/// Output format of `version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VersionFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -181,16 +235,59 @@ fn configured_tier(config: &Config, name: &str) -> anyhow::Result<Tier> {
     Ok(tier)
 }
 
+/// The flags that set config keys, as `(flag, key, value)`. A value that only repeats its
+/// environment variable (clap reads `TANDEM_BIND` and `TANDEM_DATABASE_URL` into the flags)
+/// is left to the environment layer, so messages name where a value really came from.
+fn config_flags(cli: &Cli) -> Vec<(&'static str, &'static str, toml::Value)> {
+    let from_environment = |variable: &str, value: &str| {
+        std::env::var(variable).is_ok_and(|environment| environment == value)
+    };
+    let mut flags = Vec::new();
+    if let Some(url) = cli.database_url.as_deref() {
+        if !url.trim().is_empty() && !from_environment("TANDEM_DATABASE_URL", url) {
+            flags.push((
+                "--database-url",
+                "database_url",
+                toml::Value::String(url.to_owned()),
+            ));
+        }
+    }
+    if let Command::Serve(ServeArgs { bind: Some(bind) }) = &cli.command {
+        let bind = bind.to_string();
+        if !from_environment("TANDEM_BIND", &bind) {
+            flags.push(("--bind", "bind", toml::Value::String(bind)));
+        }
+    }
+    flags
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = match &cli.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+    if let Command::Version { output } = cli.command {
+        return print_version(output);
+    }
+    // Only `serve` binds (and `config` shows what it would use): the other commands must
+    // not fail on a listen address they never use.
+    let ignored: &[&str] = match cli.command {
+        Command::Serve(_) | Command::Config(_) => &[],
+        _ => &["TANDEM_BIND"],
     };
-    let database = database_options(cli.database_url.as_deref(), &config)?;
+    let (config, layers) =
+        Config::load_layered(cli.config.as_deref(), ignored, &config_flags(&cli))?;
     match cli.command {
-        Command::Serve(args) => {
-            let bind = match args.bind.or(config.bind) {
+        Command::Config(ConfigCommand::Validate) => {
+            check_environment(config)?;
+            writeln!(std::io::stdout().lock(), "configuration is valid")?;
+            return Ok(());
+        }
+        Command::Config(ConfigCommand::Show { output }) => return print_config(&layers, output),
+        _ => {}
+    }
+    let database = database_options(&config)?;
+    match cli.command {
+        Command::Config(_) | Command::Version { .. } => Ok(()),
+        Command::Serve(_) => {
+            let bind = match config.bind {
                 Some(bind) => bind,
                 None => DEFAULT_BIND
                     .parse()
@@ -443,6 +540,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Prints `VERSION_LINE` with the binary's name, or the same as JSON.
+fn print_version(output: VersionFormat) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        VersionFormat::Text => writeln!(stdout, "tandem-cloud {VERSION_LINE}")?,
+        VersionFormat::Json => writeln!(
+            stdout,
+            "{}",
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "commit": env!("TANDEM_BUILD_COMMIT"),
+                "build_date": env!("TANDEM_BUILD_DATE"),
+            })
+        )?,
+    }
+    Ok(())
+}
+
+/// Checks what `serve` checks of the environment once the configuration is valid: every
+/// variable a `*_env` key names is set, the session secret or key can sign, the sign-in
+/// providers can be set up.
+fn check_environment(config: Config) -> anyhow::Result<()> {
+    // The very constructor `serve` calls, so `config validate` and a start cannot disagree.
+    // It wants a pool: one that is never used for anything but the state's background
+    // tasks, in memory, so no database file is opened or created.
+    let pool = SqlitePool::connect_lazy_with(SqliteConnectOptions::new().in_memory(true));
+    crate::state::AppState::new(config, pool)?;
+    Ok(())
+}
+
+/// `config show`: the merged layers, secrets masked.
+fn print_config(layers: &Layers, output: ConfigFormat) -> anyhow::Result<()> {
+    let table = layers::masked(&layers.merged()?);
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        ConfigFormat::Toml => {
+            writeln!(
+                stdout,
+                "# Defaults < config file < TANDEM_* environment < flags; keys left out take \
+                 their defaults. Secrets are masked."
+            )?;
+            write!(
+                stdout,
+                "{}",
+                toml::to_string_pretty(&table).context("cannot print the configuration")?
+            )?;
+        }
+        ConfigFormat::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&table)?)?,
+    }
+    Ok(())
+}
+
 /// Records an administrative action of the command line in the audit log.
 async fn audit_cli(
     pool: &SqlitePool,
@@ -511,16 +660,10 @@ fn validate_email(email: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The database to use: flag or environment, then config file, then the default file
-/// `tandem.sqlite` in the platform data directory (created when missing).
-fn database_options(
-    database_url: Option<&str>,
-    config: &Config,
-) -> anyhow::Result<SqliteConnectOptions> {
-    let url = database_url
-        .filter(|url| !url.trim().is_empty())
-        .or(config.database_url.as_deref());
-    if let Some(url) = url {
+/// The database to use: `database_url` of the configuration (flag, environment or file),
+/// else the file `tandem.sqlite` in the platform data directory (created when missing).
+fn database_options(config: &Config) -> anyhow::Result<SqliteConnectOptions> {
+    if let Some(url) = config.database_url.as_deref() {
         let options =
             db::options_from_url(url).with_context(|| format!("invalid database URL `{url}`"))?;
         // Like the default location, a configured file's directory is created on first

@@ -1,23 +1,29 @@
 //! Extractors: the JSON body wrapper that reports errors in the API's shape, and
 //! [`AuthUser`], the authenticated caller.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderName;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::de::DeserializeOwned;
 use tandem_shared::{Scope, API_KEY_PREFIX};
 
+use crate::config::http::{parse_forwarded_address, IpNetwork};
 use crate::db::api_keys;
 use crate::db::users::User;
 use crate::enterprise::{self, JWT_KEY_ID_PREFIX};
 use crate::error::AppError;
 use crate::keys::{self, KeyHash};
 use crate::state::AppState;
+
+/// `X-Forwarded-For`, which `http` has no constant for.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Field checks serde cannot express; a failure is a 422 with the returned message.
 pub trait Validate {
@@ -229,8 +235,10 @@ impl CachedKey {
     }
 }
 
-/// Where a request came from, for the audit log: the peer's IP address, or `unknown`
-/// when the server was not given it (a router driven without a socket, as in tests).
+/// Where a request came from, for the audit log and the per-address limits: the peer's
+/// IP address or, when the peer is a trusted proxy (`http.trusted_proxies`), the
+/// right-most `X-Forwarded-For` address that is not itself a trusted proxy; `unknown` when
+/// the server was not given the peer (a router driven without a socket, as in tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAddress(pub String);
 
@@ -242,9 +250,168 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
+/// The proxies whose `X-Forwarded-For` is believed; a request extension the HTTP layers
+/// add, so [`ClientAddress`] works with any router state. Without it no proxy is trusted.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<[IpNetwork]>);
+
+impl TrustedProxies {
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|network| network.contains(ip))
+    }
+}
+
 fn client_address(parts: &Parts) -> String {
-    parts
+    let Some(peer) = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string())
+        .map(|info| info.0.ip().to_canonical())
+    else {
+        return "unknown".to_owned();
+    };
+    let proxies = parts.extensions.get::<TrustedProxies>();
+    match proxies {
+        Some(proxies) if proxies.contains(peer) => {
+            let forwarded = parts
+                .headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|value| value.to_str().ok());
+            forwarded_client(peer, forwarded, proxies).to_string()
+        }
+        _ => peer.to_string(),
+    }
+}
+
+/// Walks `X-Forwarded-For` from the right, starting at the trusted `peer`: each entry was
+/// written by the hop after it, so it is believed only while that hop is a trusted proxy.
+/// The first address that is not a trusted proxy is the client. An entry that is not an
+/// address (a trusted proxy would not write one) stops the walk at the last trusted hop,
+/// so garbage never becomes a client address (and a per-address limit key).
+fn forwarded_client<'a>(
+    peer: IpAddr,
+    headers: impl Iterator<Item = &'a str>,
+    proxies: &TrustedProxies,
+) -> IpAddr {
+    // Several headers count as one list, in order (RFC 9110 §5.3).
+    let entries: Vec<&str> = headers.flat_map(|value| value.split(',')).collect();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Some(address) = parse_forwarded_address(entry) else {
+            return client;
+        };
+        client = address;
+        if !proxies.contains(address) {
+            return client;
+        }
+    }
+    // Every hop is a trusted proxy: the left-most is as far as anyone can tell.
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxies(networks: &[&str]) -> TrustedProxies {
+        TrustedProxies(
+            networks
+                .iter()
+                .map(|network| network.parse().unwrap())
+                .collect(),
+        )
+    }
+
+    #[track_caller]
+    fn check(peer: &str, forwarded: &[&str], trusted: &[&str], expected: &str) {
+        let mut request = axum::http::Request::builder();
+        for value in forwarded {
+            request = request.header("x-forwarded-for", *value);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        parts
+            .extensions
+            .insert(axum::extract::ConnectInfo::<std::net::SocketAddr>(
+                peer.parse().unwrap(),
+            ));
+        parts.extensions.insert(proxies(trusted));
+        assert_eq!(client_address(&parts), expected);
+    }
+
+    #[test]
+    fn the_peer_is_the_client_unless_it_is_a_trusted_proxy() {
+        // No trusted proxies: the header is anyone's to write.
+        check("203.0.113.5:1000", &["198.51.100.1"], &[], "203.0.113.5");
+        // A peer that is not trusted cannot speak for anyone else.
+        check(
+            "203.0.113.5:1000",
+            &["198.51.100.1"],
+            &["10.0.0.0/8"],
+            "203.0.113.5",
+        );
+        // A trusted proxy without the header is itself the client.
+        check("10.0.0.2:1000", &[], &["10.0.0.0/8"], "10.0.0.2");
+    }
+
+    #[test]
+    fn the_right_most_untrusted_forwarded_address_is_the_client() {
+        check(
+            "10.0.0.2:1000",
+            &["198.51.100.1"],
+            &["10.0.0.0/8"],
+            "198.51.100.1",
+        );
+        // The left-most entry is whatever the client sent: spoofable, never used while a
+        // later, untrusted address exists.
+        check(
+            "10.0.0.2:1000",
+            &["1.2.3.4, 198.51.100.1, 10.0.0.7"],
+            &["10.0.0.0/8"],
+            "198.51.100.1",
+        );
+        // Several headers are one list.
+        check(
+            "10.0.0.2:1000",
+            &["1.2.3.4", "198.51.100.1", "10.0.0.7:8080"],
+            &["10.0.0.0/8"],
+            "198.51.100.1",
+        );
+        // Every hop trusted: the left-most.
+        check(
+            "10.0.0.2:1000",
+            &["10.1.1.1, 10.0.0.7"],
+            &["10.0.0.0/8"],
+            "10.1.1.1",
+        );
+        check("[::1]:1000", &["2001:db8::7"], &["::1"], "2001:db8::7");
+        // A dual-stack socket's IPv4 peer matches an IPv4 proxy entry.
+        check(
+            "[::ffff:10.0.0.2]:1000",
+            &["198.51.100.1"],
+            &["10.0.0.0/8"],
+            "198.51.100.1",
+        );
+    }
+
+    #[test]
+    fn garbage_in_the_header_never_becomes_the_client_address() {
+        check(
+            "10.0.0.2:1000",
+            &["not-an-address"],
+            &["10.0.0.0/8"],
+            "10.0.0.2",
+        );
+        check(
+            "10.0.0.2:1000",
+            &["198.51.100.1, junk, 10.0.0.7"],
+            &["10.0.0.0/8"],
+            "10.0.0.7",
+        );
+    }
+
+    #[test]
+    fn without_a_socket_the_address_is_unknown() {
+        let (parts, ()) = axum::http::Request::new(()).into_parts();
+        assert_eq!(client_address(&parts), "unknown");
+    }
 }

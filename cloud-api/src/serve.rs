@@ -1,8 +1,12 @@
 //! `tandem-cloud serve`: open the database, build the state, bind, announce, serve until
-//! ctrl-c or SIGTERM.
+//! ctrl-c or SIGTERM, then shut down gracefully: stop accepting, let requests and streams
+//! in flight finish (up to `http.shutdown_timeout_ms`, then end the streams still open),
+//! wait for their usage records to be committed, close the database.
 
+use std::future::IntoFuture;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -13,9 +17,15 @@ use crate::tiers::Tiers;
 
 use crate::config::Config;
 use crate::db::{self, api_keys, users};
-use crate::http::app;
+use crate::http::{app, StreamCutoff};
 use crate::keys;
 use crate::state::AppState;
+
+/// How long connections get to close after open streams were ended at the shutdown
+/// timeout, before the server stops without them.
+const CLOSE_AFTER_CUT: Duration = Duration::from_secs(5);
+/// How long the usage writer gets to commit the last records once the server stopped.
+const USAGE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The user created on first start with an empty database.
 pub const DEV_USER_EMAIL: &str = "dev@localhost";
@@ -30,6 +40,7 @@ pub struct ServeOptions {
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    crate::apply_log_format(options.config.logging.format);
     tracing::info!(database = %options.database.get_filename().display(), "opening database");
     let pool = db::connect(options.database)
         .await
@@ -66,16 +77,60 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     tracing::info!(%address, provider = ?state.providers, "serving");
 
+    let shutdown_timeout = Duration::from_millis(state.config.http.shutdown_timeout_ms);
+    let usage_finished = state.usage.finished();
+    let (cut_streams, cutoff) = StreamCutoff::channel();
     // The peer's address reaches handlers for the audit log.
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("server failed")?;
+    let service = app(state)
+        .layer(axum::Extension(cutoff))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let (stopping, stopping_seen) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let finished_in_time = tokio::select! {
+        result = &mut server => {
+            result.context("server failed")?;
+            true
+        }
+        () = grace_period_over(stopping_seen, shutdown_timeout) => false,
+    };
+    if finished_in_time {
+        tracing::info!("requests in flight finished");
+    } else {
+        tracing::warn!(
+            timeout_ms = shutdown_timeout.as_millis() as u64,
+            "requests still in flight at the shutdown timeout; ending open streams"
+        );
+        cut_streams.cut();
+        match tokio::time::timeout(CLOSE_AFTER_CUT, &mut server).await {
+            Ok(result) => result.context("server failed")?,
+            Err(_) => tracing::warn!("connections still open; stopping without them"),
+        }
+    }
+    // Every request's record is committed before its answer is sent; a stream's is
+    // committed by its relay as the stream ends, maybe after the connection closed.
+    match tokio::time::timeout(USAGE_FLUSH_TIMEOUT, usage_finished.wait()).await {
+        Ok(()) => tracing::info!("usage records flushed"),
+        Err(_) => tracing::warn!(
+            "usage records still being written at shutdown; the last ones may be lost"
+        ),
+    }
     checkpointer.abort();
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes `timeout` after the shutdown signal.
+async fn grace_period_over(mut stopping: tokio::sync::watch::Receiver<bool>, timeout: Duration) {
+    if stopping.wait_for(|stopping| *stopping).await.is_err() {
+        // The signal's task is gone without a signal: no shutdown to time.
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(timeout).await;
 }
 
 /// On first start (no users at all) creates `dev@localhost` with the top tier (so the

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::PriceConfig;
 use crate::db::usage::{write_batch, UsageRecord};
@@ -49,6 +49,21 @@ enum Job {
 #[derive(Clone)]
 pub struct UsageRecorder {
     jobs: mpsc::Sender<Job>,
+    /// Closed when the writer task ends; see [`UsageRecorder::finished`].
+    writer_running: watch::Receiver<()>,
+}
+
+/// Waits for the usage writer to end, without keeping it running (a [`UsageRecorder`]
+/// would).
+#[derive(Debug)]
+pub struct UsageFinished(watch::Receiver<()>);
+
+impl UsageFinished {
+    /// Returns once every [`UsageRecorder`] is gone and the writer committed what was
+    /// queued: on shutdown, every record of a request that ran is then stored.
+    pub async fn wait(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
 }
 
 impl std::fmt::Debug for UsageRecorder {
@@ -62,8 +77,20 @@ impl UsageRecorder {
     /// dropped, after committing what was queued.
     pub fn spawn(pool: SqlitePool, metrics: Arc<Metrics>) -> UsageRecorder {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(pool, queue, metrics));
-        UsageRecorder { jobs }
+        let (running, writer_running) = watch::channel(());
+        tokio::spawn(async move {
+            write_batches(pool, queue, metrics).await;
+            drop(running);
+        });
+        UsageRecorder {
+            jobs,
+            writer_running,
+        }
+    }
+
+    /// A handle that waits for the writer to finish.
+    pub fn finished(&self) -> UsageFinished {
+        UsageFinished(self.writer_running.clone())
     }
 
     /// Stores `record`; returns once it is committed.
@@ -195,6 +222,24 @@ mod tests {
         // No such user: the foreign key refuses the row.
         let error = recorder.record(record("nobody", 0)).await.unwrap_err();
         assert!(matches!(error, UsageError::Database(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn finished_waits_for_the_last_handle_and_the_queue() {
+        let (_dir, pool) = temp_db().await;
+        let user = users::create(&pool, "a@example.com", Tier::pro())
+            .await
+            .unwrap();
+        let recorder = UsageRecorder::spawn(pool.clone(), Arc::default());
+        let finished = recorder.finished();
+        let (clone, user_id) = (recorder.clone(), user.id.clone());
+        let late = tokio::spawn(async move { clone.record(record(&user_id, 1)).await });
+        drop(recorder);
+        tokio::time::timeout(std::time::Duration::from_secs(10), finished.wait())
+            .await
+            .expect("the writer ends once every handle is gone");
+        late.await.unwrap().unwrap();
+        assert_eq!(usage::count_for_user(&pool, &user.id).await.unwrap(), 1);
     }
 
     #[test]

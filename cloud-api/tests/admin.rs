@@ -44,6 +44,7 @@ async fn only_admin_keys_get_in() {
         ),
         ("DELETE", format!("/admin/keys/{user_key_id}"), None),
         ("GET", "/admin/audit".to_owned(), None),
+        ("GET", "/admin/stats".to_owned(), None),
     ] {
         let reply = app.call(&app.key, method, &path, body).await;
         let message = reply.assert_error(403, "forbidden");
@@ -157,4 +158,37 @@ async fn an_admin_changes_tiers_revokes_keys_and_reads_the_log() {
         .iter()
         .all(|entry| entry["actor"] == format!("user:{admin_id}")));
     assert_eq!(entries[1]["detail"], json!({"from": "pro", "to": "free"}));
+}
+
+#[tokio::test]
+async fn an_admin_reads_the_deployments_figures() {
+    let app = TestApp::new("").await;
+    let (admin, _) = admin_key(&app).await;
+    // One served completion of the test user.
+    assert_eq!(app.complete(common::completion_body()).await.status, 200);
+    let stats = app.call(&admin, "GET", "/admin/stats", None).await;
+    assert_eq!(stats.status, 200, "{}", stats.text);
+    assert_eq!(stats.json["users"], 2, "{}", stats.text);
+    assert_eq!(stats.json["active_users"], 1, "{}", stats.text);
+    assert_eq!(stats.json["requests"], 1, "{}", stats.text);
+    assert_eq!(stats.json["by_feature"][0]["key"], "inline_completion");
+    assert!(
+        stats.json["latency_ms"]["p99"].is_number(),
+        "{}",
+        stats.text
+    );
+    // A period the wrong way round, and an unknown parameter.
+    let reply = app
+        .call(
+            &admin,
+            "GET",
+            "/admin/stats?from=2026-02-01&to=2026-01-01",
+            None,
+        )
+        .await;
+    reply.assert_error(422, "invalid_request");
+    let reply = app
+        .call(&admin, "GET", "/admin/stats?group_by=day", None)
+        .await;
+    reply.assert_error(422, "invalid_request");
 }

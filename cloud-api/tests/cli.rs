@@ -21,6 +21,13 @@ fn command(dir: &Path) -> Command {
         .env_remove("TANDEM_BIND")
         .env("TANDEM_DATABASE_URL", database_url(dir))
         .env("TANDEM_LOG", "warn");
+    // Configuration variables (`TANDEM_<SECTION>__<KEY>`) of whoever runs the tests.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("TANDEM_") && name.contains("__") {
+            command.env_remove(&*name);
+        }
+    }
     command
 }
 
@@ -654,4 +661,254 @@ async fn device_codes_are_approved_or_declined_from_the_server() {
         log.contains("device.approve") && log.contains("device.deny"),
         "{log}"
     );
+}
+
+/// Writes `text` as `tandem.toml` in `dir`; its path.
+fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("tandem.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// `config show --output json` as JSON.
+#[track_caller]
+fn shown_config(command: &mut Command) -> serde_json::Value {
+    let output = command
+        .args(["config", "show", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn config_layers_are_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_url = database_url(&dir.path().join("file"));
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "database_url = \"{file_url}\"\nbind = \"127.0.0.1:1\"\n\
+             [limits]\nmax_body_bytes = 10\nrequest_timeout_ms = 7\n"
+        ),
+    );
+    let file_only = shown_config(
+        command(dir.path())
+            .env_remove("TANDEM_DATABASE_URL")
+            .env("TANDEM_CONFIG", &config),
+    );
+    assert_eq!(file_only["database_url"], file_url.as_str());
+    assert_eq!(file_only["limits"]["max_body_bytes"], 10);
+    assert_eq!(file_only["bind"], "127.0.0.1:1");
+
+    // The environment beats the file, key by key.
+    let with_environment = shown_config(
+        command(dir.path())
+            .env("TANDEM_CONFIG", &config)
+            .env("TANDEM_BIND", "127.0.0.1:2")
+            .env("TANDEM_LIMITS__MAX_BODY_BYTES", "20")
+            .env("TANDEM_METRICS__ENABLED", "false"),
+    );
+    assert_eq!(
+        with_environment["database_url"],
+        database_url(dir.path()).as_str()
+    );
+    assert_eq!(with_environment["bind"], "127.0.0.1:2");
+    assert_eq!(with_environment["limits"]["max_body_bytes"], 20);
+    assert_eq!(with_environment["limits"]["request_timeout_ms"], 7);
+    assert_eq!(with_environment["metrics"]["enabled"], false);
+
+    // A flag beats both.
+    let flag_url = database_url(&dir.path().join("flag"));
+    let with_flag = shown_config(
+        command(dir.path())
+            .env("TANDEM_CONFIG", &config)
+            .args(["--database-url", &flag_url]),
+    );
+    assert_eq!(with_flag["database_url"], flag_url.as_str());
+}
+
+#[test]
+fn invalid_environment_setting_stops_every_command() {
+    // Every command loads the same layers; a bad value stops it before the database is
+    // opened, naming the key and the variable.
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["config", "validate"][..], &["migrate"]] {
+        let output = command(dir.path())
+            .env("TANDEM_LIMITS__MAX_BODY_BYTES", "0")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr).trim_end(),
+            "error: invalid config: limits.max_body_bytes must be at least 1 (set by \
+             environment variable TANDEM_LIMITS__MAX_BODY_BYTES)"
+        );
+    }
+    assert!(!dir.path().join("tandem.sqlite").exists());
+}
+
+#[test]
+fn unknown_configuration_variable_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(dir.path())
+        .env("TANDEM_LIMITS__MAX_BODY", "1000")
+        .args(["config", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: invalid config: environment variable TANDEM_LIMITS__MAX_BODY names no config \
+         key (limits.max_body): unknown field `max_body`, expected `max_body_bytes` or \
+         `request_timeout_ms`"
+    );
+    // The project's other variables are not configuration, `__` or not.
+    let output = command(dir.path())
+        .env("TANDEM_SERVER", "http://127.0.0.1:1")
+        .env("TANDEM_API_KEY", "tdm_not_a_setting")
+        .env("TANDEM_CONFIG_DIR", dir.path())
+        .args(["config", "validate"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn config_validate_checks_what_serve_checks_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    assert_eq!(
+        run_ok(dir, &["config", "validate"]),
+        "configuration is valid\n"
+    );
+
+    let config = write_config(dir, "[limits]\nmax_body = 1\n");
+    let output = run_failing(dir, &["config", "validate", "--config", &config]);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        format!(
+            "error: invalid config file {config}: line 2: unknown field `max_body`, expected \
+             `max_body_bytes` or `request_timeout_ms`"
+        )
+    );
+
+    // Variables the configuration names must be set, as `serve` requires.
+    let config = write_config(
+        dir,
+        "[metrics]\ntoken_env = \"TANDEM_CLI_TEST_UNSET_TOKEN\"\n",
+    );
+    let output = command(dir)
+        .env_remove("TANDEM_CLI_TEST_UNSET_TOKEN")
+        .args(["config", "validate", "--config", &config])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: environment variable `TANDEM_CLI_TEST_UNSET_TOKEN` (named by \
+         metrics.token_env) is not set"
+    );
+
+    // A session secret shorter than 256 bits is refused.
+    let config = write_config(
+        dir,
+        "[sessions]\njwt_secret_env = \"TANDEM_CLI_TEST_SESSION_SECRET\"\n",
+    );
+    let validate = |secret: &str| {
+        command(dir)
+            .env("TANDEM_CLI_TEST_SESSION_SECRET", secret)
+            .args(["config", "validate", "--config", &config])
+            .output()
+            .unwrap()
+    };
+    let output = validate(&"s".repeat(31));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: environment variable `TANDEM_CLI_TEST_SESSION_SECRET` (named by \
+         sessions.jwt_secret_env): the session secret is 31 bytes; it must be at least 32 \
+         bytes (256 bits) of random data"
+    );
+    let output = validate(&"s".repeat(32));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "configuration is valid\n"
+    );
+
+    // Checking opened no database.
+    assert!(!dir.join("tandem.sqlite").exists());
+}
+
+#[test]
+fn config_show_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
+    let with_password = "sqlite://admin:hunter2@localhost/tandem.sqlite";
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "database_url = \"{with_password}\"\n\
+             [sessions]\njwt_secret_env = \"TANDEM_CLI_TEST_SHOWN_SECRET\"\n"
+        ),
+    );
+    let output = command(dir.path())
+        .env_remove("TANDEM_DATABASE_URL")
+        .env("TANDEM_CLI_TEST_SHOWN_SECRET", secret)
+        .args(["config", "show", "--config", &config])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        shown,
+        "# Defaults < config file < TANDEM_* environment < flags; keys left out take their \
+         defaults. Secrets are masked.\n\
+         database_url = \"sqlite://admin:***@localhost/tandem.sqlite\"\n\
+         \n\
+         [sessions]\n\
+         jwt_secret_env = \"TANDEM_CLI_TEST_SHOWN_SECRET\"\n"
+    );
+    assert!(!shown.contains("hunter2") && !shown.contains(secret));
+}
+
+/// `version` and `--version`: `tandem-cloud 0.1.0 (1a2b3c4 2025-06-01)`, and the same
+/// fields as JSON. The commit is a short hash (with `-dirty` when the tree had changes), or
+/// `unknown` when built outside a git checkout.
+#[test]
+fn version_prints_version_commit_and_build_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&run_ok(dir.path(), &["version", "--output", "json"])).unwrap();
+    let fields: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["build_date", "commit", "version"], "{json}");
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    let commit = json["commit"].as_str().unwrap();
+    let hash = commit.strip_suffix("-dirty").unwrap_or(commit);
+    assert!(
+        commit == "unknown" || hash.len() >= 7 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{commit}"
+    );
+    let date = json["build_date"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+        "{date}"
+    );
+
+    let text = format!(
+        "tandem-cloud {} ({commit} {date})\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(run_ok(dir.path(), &["version"]), text);
+    assert_eq!(run_ok(dir.path(), &["--version"]), text);
+    // No configuration is read: a broken one does not stop it.
+    let output = command(dir.path())
+        .env("TANDEM_LIMITS__NOPE", "1")
+        .arg("version")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), text);
 }

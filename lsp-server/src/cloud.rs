@@ -231,9 +231,12 @@ impl CloudClient {
         timeout: Duration,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), CloudError> {
         let classify = |error| classify_anonymous(server, timeout, error);
+        let request_id = new_request_id();
+        tracing::debug!(%request_id, path, "calling the cloud");
         let response = self
             .http
             .post(format!("{server}/{path}"))
+            .header(REQUEST_ID, &request_id)
             .form(form)
             .timeout(timeout)
             .send()
@@ -320,17 +323,35 @@ impl CloudClient {
         request: reqwest::RequestBuilder,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, CloudError> {
-        let mut request = request.bearer_auth(target.api_key.expose());
+        let request_id = new_request_id();
+        let mut request = request
+            .bearer_auth(target.api_key.expose())
+            .header(REQUEST_ID, &request_id);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
-        let sent = request.send();
+        let (client, request) = request.build_split();
+        let request = request.map_err(|error| classify(target, error))?;
+        let (method, path) = (request.method().clone(), request.url().path().to_owned());
+        tracing::debug!(%request_id, %method, path, "calling the cloud");
+        let started = Instant::now();
+        let sent = client.execute(request);
         // Without a whole-request timeout the wait for the answer's head is still bounded.
         let response = tokio::time::timeout(target.timeout, sent)
             .await
-            .map_err(|_| CloudError::Timeout(target.timeout))?
+            .map_err(|_| {
+                tracing::info!(%request_id, %method, path, "no answer from the cloud in time");
+                CloudError::Timeout(target.timeout)
+            })?
             .map_err(|error| classify(target, error))?;
         let status = response.status();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if status.is_success() {
+            tracing::debug!(%request_id, status = status.as_u16(), elapsed_ms, "cloud answered");
+        } else {
+            // The id the cloud logged the request under: what an operator searches for.
+            tracing::info!(%request_id, %method, path, status = status.as_u16(), elapsed_ms, "cloud refused");
+        }
         if status == reqwest::StatusCode::UNAUTHORIZED {
             return Err(CloudError::Unauthorized);
         }
@@ -348,6 +369,39 @@ impl CloudClient {
             body: Box::new(body),
         })
     }
+}
+
+/// The header naming a request, logged by the cloud on every line about it: the same id
+/// in this server's log and the cloud's follows one completion from editor to provider.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A fresh request id: a random (version 4) UUID. The bits come from the standard
+/// library's randomly keyed SipHash, so no random-number crate is needed; a counter
+/// keeps two ids of one process apart even if the keys were to repeat.
+pub fn new_request_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let keys = std::collections::hash_map::RandomState::new();
+    let half = |salt: u64| {
+        let mut hasher = keys.build_hasher();
+        hasher.write_u64(count);
+        hasher.write_u64(salt);
+        hasher.finish()
+    };
+    let bits = (u128::from(half(1)) << 64) | u128::from(half(2));
+    // Version 4, variant 10 (RFC 9562 §5.4).
+    let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// The OAuth client the CLI is to the server.
@@ -709,6 +763,61 @@ mod tests {
             client.complete(&target, &request()).await,
             Err(CloudError::BackingOff(_))
         ));
+    }
+
+    #[test]
+    fn request_ids_are_distinct_version_4_uuids() {
+        let ids: Vec<String> = (0..100).map(|_| new_request_id()).collect();
+        for id in &ids {
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert_eq!(&id[14..15], "4", "{id}");
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+            assert!(
+                id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+                "{id}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    /// The cloud logs every line of a request with this id; without it a completion
+    /// could not be followed from the editor's log to the provider.
+    #[tokio::test]
+    async fn every_call_sends_a_request_id() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (heads, mut received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 65536];
+                let read = socket.read(&mut buffer).await.unwrap_or(0);
+                let _ = heads.send(String::from_utf8_lossy(&buffer[..read]).into_owned());
+                let body = r#"{"error":{"code":"internal","message":"x"}}"#;
+                let response = format!(
+                    "HTTP/1.1 500 X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        let client = CloudClient::new().unwrap();
+        let target = target(format!("http://{address}"));
+        let _ = client.me(&target).await;
+        let _ = client.me(&target).await;
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let head = received.recv().await.unwrap();
+            let id = head
+                .lines()
+                .find_map(|line| line.strip_prefix("x-request-id: "))
+                .unwrap_or_else(|| panic!("no request id in:\n{head}"))
+                .to_owned();
+            assert_eq!(id.len(), 36, "{id}");
+            ids.push(id);
+        }
+        assert_ne!(ids[0], ids[1]);
     }
 
     #[tokio::test]

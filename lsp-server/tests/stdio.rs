@@ -178,14 +178,38 @@ fn exit_without_shutdown_is_code_one() {
 }
 
 #[test]
-fn version_flag_prints_the_version() {
+fn version_flag_prints_the_version_commit_and_build_date() {
     let config = tempfile::tempdir().unwrap();
     let output = tandem(config.path()).arg("--version").output().unwrap();
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap().trim(),
-        format!("tandem {}", env!("CARGO_PKG_VERSION"))
+    // `tandem 0.1.0 (0a42eb1 2026-12-05)`: the commit is `unknown` outside a checkout.
+    let text = String::from_utf8(output.stdout).unwrap();
+    let text = text.trim();
+    let rest = text
+        .strip_prefix(&format!("tandem {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (commit, date) = rest.split_once(' ').unwrap_or_else(|| panic!("{text}"));
+    assert!(!commit.is_empty(), "{text}");
+    let digits: Vec<&str> = date.split('-').collect();
+    assert!(
+        digits.len() == 3
+            && [4, 2, 2]
+                .iter()
+                .zip(&digits)
+                .all(|(len, part)| part.len() == *len && part.bytes().all(|b| b.is_ascii_digit())),
+        "a YYYY-MM-DD build date: {text}"
     );
+
+    let output = tandem(config.path())
+        .args(["version", "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["commit"], commit);
+    assert_eq!(json["build_date"], date);
 }
 
 #[test]

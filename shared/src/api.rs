@@ -7,6 +7,7 @@ use crate::tier::Tier;
 /// Body of `POST /v1/completions`: the code around the cursor, already cut to budget
 /// and cleaned by the language server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompletionRequest {
     /// LSP language id of the document (`rust`, `python`, `typescriptreact`, ...).
     pub language: String,
@@ -58,6 +59,7 @@ impl CompletionRequest {
 /// Context beyond the text around the cursor, already redacted and cut to budget by the
 /// language server, each list in priority order (most useful first).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CodeContext {
     /// Signatures of the scopes enclosing the cursor, outermost first
     /// (`impl Parser`, `fn parse(&mut self) -> Result<Tree>`), kept even when their
@@ -106,6 +108,7 @@ impl CodeContext {
 
 /// A piece of code from a document.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Snippet {
     /// Workspace-relative, `/`-separated path of the document it comes from.
     pub path: String,
@@ -114,6 +117,7 @@ pub struct Snippet {
 
 /// Answer of `POST /v1/completions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompletionResponse {
     /// Unique id of this completion (`cmpl-…`), for logs and feedback.
     pub id: String,
@@ -126,6 +130,7 @@ pub struct CompletionResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Choice {
     pub index: u32,
     /// Text to insert at the cursor.
@@ -137,6 +142,7 @@ pub struct Choice {
 
 /// Token counts, as reported by the provider or estimated where it gives none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -155,6 +161,7 @@ impl Usage {
 
 /// Answer of `GET /v1/me`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
     pub user: UserInfo,
     pub tier: Tier,
@@ -178,6 +185,7 @@ pub struct MeResponse {
 
 /// A tier's limits and permissions, as `GET /v1/me` reports them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierLimitsInfo {
     pub requests_per_hour: u32,
     pub requests_per_day: u32,
@@ -194,6 +202,7 @@ pub struct TierLimitsInfo {
 
 /// `GET /v1/usage`: the caller's usage over `[from, to)`, grouped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageResponse {
     /// RFC 3339, UTC.
     pub from: String,
@@ -208,6 +217,7 @@ pub struct UsageResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageGroupInfo {
     pub key: String,
     pub requests: u64,
@@ -221,6 +231,7 @@ pub struct UsageGroupInfo {
 
 /// One quota window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaInfo {
     pub limit: u64,
     pub remaining: u64,
@@ -229,6 +240,7 @@ pub struct QuotaInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     pub id: String,
     pub email: String,

@@ -14,6 +14,7 @@ use crate::api::{CodeContext, Usage};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ChatTask {
     /// Explain the code, in Markdown.
@@ -67,6 +68,7 @@ impl fmt::Display for ChatTask {
 
 /// Body of `POST /v1/chat`. Every text has been redacted of secrets by the client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatRequest {
     pub task: ChatTask,
     /// LSP language id of the document.
@@ -169,6 +171,7 @@ impl ChatRequest {
 
 /// A problem the editor reports, as the model is told about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatDiagnostic {
     /// 1-based first line of the problem in the document.
     pub line: u32,
@@ -188,6 +191,7 @@ pub struct ChatDiagnostic {
 
 /// An answer the client could not use, sent back once so the model can correct it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryNote {
     /// The refused answer, as the model gave it.
     pub answer: String,
@@ -197,6 +201,7 @@ pub struct RetryNote {
 
 /// Answer of `POST /v1/chat` (and the data of a stream's `done` event).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatResponse {
     /// Unique id of this answer (`chat-…`).
     pub id: String,

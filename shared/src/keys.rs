@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a key may be used for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// `POST /v1/completions`.
@@ -54,6 +55,7 @@ impl FromStr for Scope {
 
 /// A key as its owner sees it: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
@@ -75,12 +77,14 @@ pub struct KeyInfo {
 
 /// Answer of `GET /v1/keys`: the caller's keys, oldest first, revoked ones included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeysResponse {
     pub keys: Vec<KeyInfo>,
 }
 
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateKeyRequest {
     /// What the key is for (`laptop`, `CI`), up to 100 characters.
     pub name: String,
@@ -95,6 +99,7 @@ pub struct CreateKeyRequest {
 
 /// Answer of `POST /v1/keys` (201): the key, shown this once, and its details.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedKey {
     /// The whole key (`tdm_…`). It is stored only as a hash: it cannot be shown again.
     pub key: String,

@@ -20,6 +20,7 @@ pub const EVENT_ERROR: &str = "error";
 
 /// Data of an [`EVENT_DELTA`] event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Delta {
     /// The choice the text belongs to (always 0 today).
     pub index: u32,

@@ -14,6 +14,7 @@ pub const MAX_TIER_NAME_LEN: usize = 32;
 /// The name of a user's plan: 1 to [`MAX_TIER_NAME_LEN`] characters from `a-z`, `0-9`, `_`
 /// and `-`. Limits per tier live in the cloud's configuration, not here.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Tier(String);
 

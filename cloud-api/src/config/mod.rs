@@ -1,8 +1,8 @@
-//! The server's typed configuration (the `--config` TOML file), checked once at start-up.
+//! The server's typed configuration, checked once at start-up.
 //!
-//! Precedence for the settings that also have flags and environment variables
-//! (`bind`, `database_url`): flag > environment > this file > built-in default. That merge
-//! happens in `cli`; this module only knows the file.
+//! Every key comes from the highest of four layers: built-in default < the `--config` TOML
+//! file < `TANDEM_<SECTION>__<KEY>` environment variables < command-line flags. The types
+//! here describe the file; [`layers`] merges the layers into them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -15,7 +15,9 @@ use url::Url;
 use crate::prompt::Family;
 use crate::tiers::Tiers;
 
+pub mod http;
 mod identity;
+pub mod layers;
 
 pub use identity::{
     EnterpriseConfig, IdentityProviderConfig, IdentityProviderKind, RoleGrant, SessionAlgorithm,
@@ -84,6 +86,12 @@ pub struct Config {
     /// Bearer JWTs from the organisation's own identity provider; off without it.
     #[serde(default)]
     pub enterprise: Option<EnterpriseConfig>,
+    /// `[http]`: CORS, allowed hosts, trusted proxies, header and stream limits.
+    #[serde(default)]
+    pub http: http::HttpConfig,
+    /// `[logging]`: the log format.
+    #[serde(default)]
+    pub logging: http::LoggingConfig,
 }
 
 /// `[metrics]`: whether `GET /metrics` is served, and to whom.
@@ -676,6 +684,21 @@ pub enum ConfigError {
     /// The file parsed but a value is unusable.
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// An environment variable or flag set a value its key cannot take.
+    #[error("invalid config: {key} from {origin}: {message}")]
+    Override {
+        origin: layers::Origin,
+        key: String,
+        message: String,
+    },
+    /// An environment variable looks like a setting (`TANDEM_<SECTION>__<KEY>`) but names
+    /// no key, or a key only the file can set.
+    #[error("invalid config: {origin} names no config key ({key}): {message}")]
+    UnknownKey {
+        origin: layers::Origin,
+        key: String,
+        message: String,
+    },
 }
 
 fn default_max_body_bytes() -> usize {
@@ -696,35 +719,17 @@ impl Config {
         Tiers::resolve(&self.tiers, &self.providers)
     }
 
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, without the environment and flags (see
+    /// [`Config::load_layered`] for those).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Config::parse_str(&text).map_err(|error| match error {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.display().to_string(),
-                message,
-            },
-            other => other,
-        })
+        layers::Layers::new().with_file(path)?.resolve()
     }
 
     /// Parses and validates config text.
     pub fn parse_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|error| {
-            let message = match error.span() {
-                Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}: {}", error.message())
-                }
-                None => error.message().to_owned(),
-            };
-            ConfigError::Parse {
-                path: "<text>".to_owned(),
-                message,
-            }
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: "<text>".to_owned(),
+            message: layers::located_message(text, &error),
         })?;
         config.validate()?;
         Ok(config)
@@ -770,11 +775,14 @@ impl Config {
         }
         if let Some(url) = &self.database_url {
             if !url.starts_with("sqlite:") {
+                // Masked: the URL of another database may carry a password.
+                let url = layers::mask_url_password(url).unwrap_or_else(|| url.clone());
                 return invalid(format!(
                     "database_url must be a SQLite URL (sqlite://PATH), got `{url}`"
                 ));
             }
         }
+        self.http.validate()?;
         let tiers = self.tiers()?;
         self.validate_identity(&tiers)?;
         for (model, price) in &self.prices {

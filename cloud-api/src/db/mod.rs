@@ -9,6 +9,7 @@ pub mod device_codes;
 pub mod identities;
 pub mod sessions;
 pub mod sign_in_attempts;
+pub mod stats;
 pub mod usage;
 pub mod users;
 

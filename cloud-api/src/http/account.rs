@@ -25,17 +25,27 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/account", delete(delete_account))
 }
 
-#[derive(Debug, Serialize)]
+/// Everything stored about one user, as `GET /v1/account/export` answers it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AccountExport)]
 struct Export {
+    /// When the export was made (RFC 3339, UTC).
     exported_at: String,
     user: ExportedUser,
+    /// The sign-in identities linked to the account.
+    #[schema(value_type = Vec<super::openapi::ExportedIdentity>)]
     identities: Vec<crate::db::identities::Identity>,
+    /// The user's keys, revoked ones included; never a secret.
     keys: Vec<tandem_shared::KeyInfo>,
+    /// Every usage record of the user.
+    #[schema(value_type = Vec<super::openapi::ExportedUsageRow>)]
     usage: Vec<ExportedUsage>,
+    /// The audit entries about the user and their keys.
     audit: Vec<ExportedAudit>,
 }
 
-#[derive(Debug, Serialize)]
+/// The user, as exported.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ExportedUser {
     id: String,
     email: String,
@@ -43,13 +53,15 @@ struct ExportedUser {
     created_at: String,
 }
 
-#[derive(Debug, Serialize)]
+/// An audit entry, as exported.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ExportedAudit {
     at: String,
     actor: String,
     action: String,
     target: Option<String>,
     source: String,
+    #[schema(value_type = Object)]
     detail: Value,
 }
 
@@ -57,6 +69,24 @@ fn time(at: chrono::DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Everything stored about the caller, as one JSON document (a download).
+///
+/// The user, their linked sign-in identities, their keys (never secrets), every usage
+/// row and the audit entries about them. Sent with `Content-Disposition: attachment`
+/// and `Cache-Control: no-store`.
+#[utoipa::path(
+    get,
+    path = "/v1/account/export",
+    tag = "account",
+    operation_id = "export_account",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's data.", body = Export,
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"tandem-account-<user id>.json\"`"))),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn export(State(state): State<AppState>, caller: AuthUser) -> Result<Response, AppError> {
     let data = account::export(&state.db, &caller.user)
         .await
@@ -105,7 +135,8 @@ async fn export(State(state): State<AppState>, caller: AuthUser) -> Result<Respo
 }
 
 /// Body of `DELETE /v1/account`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeleteAccountRequest)]
 struct DeleteAccount {
     /// The account's email, to confirm.
     confirm: String,
@@ -120,13 +151,39 @@ impl Validate for DeleteAccount {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of `DELETE /v1/account`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AccountDeleted)]
 struct DeletedAnswer {
+    /// Always `true`.
     deleted: bool,
     #[serde(flatten)]
+    #[schema(value_type = super::openapi::DeletedCounts)]
     removed: Deleted,
 }
 
+/// Deletes the caller's account and everything that is theirs, in one transaction.
+///
+/// The user, their identities, sessions, keys (so every key stops working), usage rows
+/// and device grants. The audit log keeps its entries about the account but loses the
+/// email they held, and records `account.delete`. The body must repeat the account's
+/// email, so a key alone cannot do this by accident.
+#[utoipa::path(
+    delete,
+    path = "/v1/account",
+    tag = "account",
+    operation_id = "delete_account",
+    security(("bearer" = [])),
+    request_body(content = DeleteAccount),
+    responses(
+        (status = 200, description = "The account is gone; how many keys and usage rows went with it.", body = DeletedAnswer),
+        (status = 400, description = super::openapi::describe::MALFORMED_BODY, body = tandem_shared::ErrorBody),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 415, description = super::openapi::describe::UNSUPPORTED_MEDIA_TYPE, body = tandem_shared::ErrorBody),
+        (status = 422, description = "`invalid_request`: `confirm` is empty or is not the account's email; nothing was deleted.", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn delete_account(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -65,6 +65,25 @@ struct UserEntry {
     created_at: String,
 }
 
+/// Lists users, oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    tag = "admin",
+    operation_id = "admin_list_users",
+    security(("bearer" = ["admin"])),
+    params(
+        ("offset" = Option<u32>, Query, description = "Users to skip; default 0."),
+        ("limit" = Option<u32>, Query, description = "Most users to return, 0 to 1000; default 100."),
+    ),
+    responses(
+        (status = 200, description = "One page of users and how many there are.", body = super::openapi::AdminUsersPage),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::ADMIN_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 422, description = "`invalid_request`: `offset` or `limit` is not a whole number in range.", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn list_users(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -89,8 +108,11 @@ async fn list_users(
     Ok(Json(json!({"users": users, "total": total, "offset": offset})).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of `PUT /admin/users/{email}/tier`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = SetTierRequest)]
 struct SetTier {
+    /// A tier this server defines (`free`, `pro`, `enterprise`, or one of its own).
     tier: String,
 }
 
@@ -103,6 +125,29 @@ impl Validate for SetTier {
     }
 }
 
+/// Moves a user to another tier.
+///
+/// Applies to their keys within about a quarter of a second on every instance sharing
+/// the database. Audited as `user.set_tier` with the old and new tier.
+#[utoipa::path(
+    put,
+    path = "/admin/users/{email}/tier",
+    tag = "admin",
+    operation_id = "admin_set_tier",
+    security(("bearer" = ["admin"])),
+    params(("email" = String, Path, description = "The user's email address.")),
+    request_body(content = SetTier),
+    responses(
+        (status = 200, description = "The user as now stored.", body = super::openapi::TierChanged),
+        (status = 400, description = super::openapi::describe::MALFORMED_BODY, body = tandem_shared::ErrorBody),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::ADMIN_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 404, description = "`not_found`: no user has this email.", body = tandem_shared::ErrorBody),
+        (status = 415, description = super::openapi::describe::UNSUPPORTED_MEDIA_TYPE, body = tandem_shared::ErrorBody),
+        (status = 422, description = "`invalid_request`: `tier` is not a tier name, or not one this server defines (the message lists them).", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn set_tier(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -154,6 +199,22 @@ async fn set_tier(
     )
 }
 
+/// Revokes any user's API key (idempotent). Audited as `key.revoke`.
+#[utoipa::path(
+    delete,
+    path = "/admin/keys/{id}",
+    tag = "admin",
+    operation_id = "admin_revoke_key",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "The key's id (`tandem-cloud keys list`, `GET /v1/keys`).")),
+    responses(
+        (status = 200, description = "The key is revoked; `already_revoked` says whether it was before.", body = super::openapi::AdminKeyRevoked),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::ADMIN_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 404, description = "`not_found`: no key has this id.", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -197,6 +258,26 @@ struct AuditLine {
     detail: Value,
 }
 
+/// Reads the audit log, newest first: everything, or what concerns one user.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    operation_id = "admin_read_audit",
+    security(("bearer" = ["admin"])),
+    params(
+        ("email" = Option<String>, Query, description = "Only entries about this user and their keys."),
+        ("limit" = Option<u32>, Query, description = "Most entries to return, 0 to 1000; default 100."),
+    ),
+    responses(
+        (status = 200, description = "The entries, newest first.", body = super::openapi::AuditPage),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::ADMIN_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 404, description = "`not_found`: no user has this email.", body = tandem_shared::ErrorBody),
+        (status = 422, description = "`invalid_request`: `limit` is not a whole number in range.", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn read_audit(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -145,6 +145,56 @@ fn validate_diagnostics(diagnostics: &[ChatDiagnostic]) -> Result<(), String> {
     Ok(())
 }
 
+/// Explains code, applies a code action (fix, document, generate tests, simplify) or
+/// answers a question about code.
+///
+/// The prompt is built on the server from the structured request. Admission, limits,
+/// fallback and streaming are those of `POST /v1/completions`, with the task's tier
+/// feature (`explanation` for `explain`, `chat` for `ask`, `code_actions` for the rest),
+/// the `chat` scope and the tier's `chat` routes. With `"stream": true` the answer is
+/// `text/event-stream`: `delta` events, then one `done` event whose data is this
+/// response (or `error` with an `ErrorBody`).
+#[utoipa::path(
+    post,
+    path = ENDPOINT,
+    tag = "model",
+    operation_id = "create_chat_answer",
+    security(("bearer" = ["chat"])),
+    request_body(content = ChatRequest, description = "The task and the code it is about, with the context the client gathered."),
+    responses(
+        (status = 200, description = "The answer, with what is left of the caller's quotas in the headers.",
+            headers(
+                ("RateLimit-Policy" = String, description = "The request quotas, as in the IETF RateLimit draft: `\"hour\";q=500;w=3600, \"day\";q=2000;w=86400`."),
+                ("RateLimit" = String, description = "What is left of each request quota and the seconds until it resets: `\"hour\";r=499;t=1830, \"day\";r=1999;t=48630`."),
+                ("Tandem-Tokens-Limit" = u64, description = "The daily token budget (prompt plus completion tokens)."),
+                ("Tandem-Tokens-Remaining" = u64, description = "Tokens left of the daily budget."),
+                ("Tandem-Tokens-Reset" = u64, description = "Seconds until the token budget resets."),
+            ),
+            content(
+                (tandem_shared::ChatResponse = "application/json"),
+                (String = "text/event-stream", example = json!(super::openapi::describe::CHAT_STREAM_EXAMPLE)),
+            )),
+        (status = 400, description = super::openapi::describe::MALFORMED_BODY, body = tandem_shared::ErrorBody),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::CHAT_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 413, description = super::openapi::describe::MODEL_TOO_LARGE, body = tandem_shared::ErrorBody),
+        (status = 415, description = super::openapi::describe::UNSUPPORTED_MEDIA_TYPE, body = tandem_shared::ErrorBody),
+        (status = 422, description = super::openapi::describe::CHAT_INVALID, body = tandem_shared::ErrorBody),
+        (status = 429, description = super::openapi::describe::RATE_LIMITED, body = tandem_shared::ErrorBody,
+            headers(
+                ("Retry-After" = u64, description = "Seconds until a retry can succeed."),
+                ("RateLimit-Policy" = String, description = "The request quotas, as in the IETF RateLimit draft: `\"hour\";q=500;w=3600, \"day\";q=2000;w=86400`."),
+                ("RateLimit" = String, description = "What is left of each request quota and the seconds until it resets: `\"hour\";r=499;t=1830, \"day\";r=1999;t=48630`."),
+                ("Tandem-Tokens-Limit" = u64, description = "The daily token budget (prompt plus completion tokens)."),
+                ("Tandem-Tokens-Remaining" = u64, description = "Tokens left of the daily budget."),
+                ("Tandem-Tokens-Reset" = u64, description = "Seconds until the token budget resets."),
+            )),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+        (status = 502, description = super::openapi::describe::PROVIDER_ERROR, body = tandem_shared::ErrorBody),
+        (status = 503, description = super::openapi::describe::CHAT_UNAVAILABLE, body = tandem_shared::ErrorBody),
+        (status = 504, description = super::openapi::describe::PROVIDER_TIMEOUT, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_chat(
     State(state): State<AppState>,
     caller: AuthUser,

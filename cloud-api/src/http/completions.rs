@@ -256,6 +256,56 @@ fn plan_route(state: &AppState, policy: &TierPolicy, task: Task) -> Result<Route
     })
 }
 
+/// Completes the code at the cursor.
+///
+/// The request is checked against the caller's tier in this order: the `completions`
+/// scope and the `inline_completion` feature (403), the context and file size (422, 413),
+/// a provider the tier may use (403), then the burst limit and the quotas (429). The first
+/// provider of the tier's route answers; a failing one is replaced by the next within the
+/// completion budget. With `"stream": true` the answer is `text/event-stream`: `delta`
+/// events with text as the model writes it, then one `done` event whose data is this
+/// response (or `error` with an `ErrorBody` if the answer broke off).
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    tag = "model",
+    operation_id = "create_completion",
+    security(("bearer" = ["completions"])),
+    request_body(content = CompletionRequest, description = "The code around the cursor, cut to budget by the client."),
+    responses(
+        (status = 200, description = "The completion, with what is left of the caller's quotas in the headers.",
+            headers(
+                ("RateLimit-Policy" = String, description = "The request quotas, as in the IETF RateLimit draft: `\"hour\";q=500;w=3600, \"day\";q=2000;w=86400`."),
+                ("RateLimit" = String, description = "What is left of each request quota and the seconds until it resets: `\"hour\";r=499;t=1830, \"day\";r=1999;t=48630`."),
+                ("Tandem-Tokens-Limit" = u64, description = "The daily token budget (prompt plus completion tokens)."),
+                ("Tandem-Tokens-Remaining" = u64, description = "Tokens left of the daily budget."),
+                ("Tandem-Tokens-Reset" = u64, description = "Seconds until the token budget resets."),
+            ),
+            content(
+                (tandem_shared::CompletionResponse = "application/json"),
+                (String = "text/event-stream", example = json!(super::openapi::describe::COMPLETION_STREAM_EXAMPLE)),
+            )),
+        (status = 400, description = super::openapi::describe::MALFORMED_BODY, body = tandem_shared::ErrorBody),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::MODEL_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 413, description = super::openapi::describe::MODEL_TOO_LARGE, body = tandem_shared::ErrorBody),
+        (status = 415, description = super::openapi::describe::UNSUPPORTED_MEDIA_TYPE, body = tandem_shared::ErrorBody),
+        (status = 422, description = super::openapi::describe::MODEL_INVALID, body = tandem_shared::ErrorBody),
+        (status = 429, description = super::openapi::describe::RATE_LIMITED, body = tandem_shared::ErrorBody,
+            headers(
+                ("Retry-After" = u64, description = "Seconds until a retry can succeed."),
+                ("RateLimit-Policy" = String, description = "The request quotas, as in the IETF RateLimit draft: `\"hour\";q=500;w=3600, \"day\";q=2000;w=86400`."),
+                ("RateLimit" = String, description = "What is left of each request quota and the seconds until it resets: `\"hour\";r=499;t=1830, \"day\";r=1999;t=48630`."),
+                ("Tandem-Tokens-Limit" = u64, description = "The daily token budget (prompt plus completion tokens)."),
+                ("Tandem-Tokens-Remaining" = u64, description = "Tokens left of the daily budget."),
+                ("Tandem-Tokens-Reset" = u64, description = "Seconds until the token budget resets."),
+            )),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+        (status = 502, description = super::openapi::describe::PROVIDER_ERROR, body = tandem_shared::ErrorBody),
+        (status = 503, description = super::openapi::describe::PROVIDER_UNAVAILABLE, body = tandem_shared::ErrorBody),
+        (status = 504, description = super::openapi::describe::PROVIDER_TIMEOUT, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_completions(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -18,10 +18,36 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ready", get(handle_ready))
 }
 
+/// Liveness: the process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    operation_id = "get_health",
+    security(()),
+    responses(
+        (status = 200, description = "Always, while the process runs.", body = super::openapi::HealthAnswer),
+    )
+)]
 async fn handle_health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// Readiness: the database answers and at least one provider's circuit breaker is not
+/// open.
+///
+/// For load balancers and orchestrators. `providers` lists every provider's breaker.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    operation_id = "get_ready",
+    security(()),
+    responses(
+        (status = 200, description = "Ready to serve.", body = super::openapi::ReadyAnswer),
+        (status = 503, description = "`provider_unavailable`: the database is not reachable, or every provider's circuit breaker is open (the message says which).", body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_ready(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     db::ping(&state.db)
         .await

@@ -18,6 +18,23 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route(PATH, get(handle_jwks))
 }
 
+/// The public key browser sessions are signed with, as a JSON Web Key Set (RFC 7517).
+///
+/// For services that check session tokens themselves. Served only with `[sessions]
+/// algorithm` RS256 or ES256: an HS256 key is secret, so then (and without sessions)
+/// the path answers 404. Cacheable for five minutes.
+#[utoipa::path(
+    get,
+    path = PATH,
+    tag = "operations",
+    operation_id = "get_jwks",
+    security(()),
+    responses(
+        (status = 200, description = "The key set.", body = super::openapi::JwkSet,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`"))),
+        (status = 404, description = "`not_found`: sessions are off or signed with HS256.", body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_jwks(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
     let jwks = state
         .sessions

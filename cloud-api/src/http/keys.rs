@@ -81,6 +81,19 @@ fn actor(caller: &AuthUser) -> Actor {
     }
 }
 
+/// Lists the caller's API keys, oldest first, revoked ones included; never a secret.
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's keys; `current` marks the one the request used.", body = tandem_shared::KeysResponse),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn list(State(state): State<AppState>, caller: AuthUser) -> Result<Response, AppError> {
     let keys = api_keys::list_for_user(&state.db, &caller.user)
         .await
@@ -89,6 +102,27 @@ async fn list(State(state): State<AppState>, caller: AuthUser) -> Result<Respons
     Ok(Json(KeysResponse { keys }).into_response())
 }
 
+/// Creates an API key for the caller; the secret is in this answer only.
+///
+/// A key can only give scopes it has itself. Without `scopes` the new key gets
+/// `completions` and `chat` (those of them the calling key has). Audited.
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "create_key",
+    security(("bearer" = [])),
+    request_body(content = tandem_shared::CreateKeyRequest),
+    responses(
+        (status = 201, description = "The new key: `key` is the whole secret (`tdm_…`), shown this once.", body = tandem_shared::CreatedKey),
+        (status = 400, description = super::openapi::describe::MALFORMED_BODY, body = tandem_shared::ErrorBody),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::KEY_SCOPE_FORBIDDEN, body = tandem_shared::ErrorBody),
+        (status = 415, description = super::openapi::describe::UNSUPPORTED_MEDIA_TYPE, body = tandem_shared::ErrorBody),
+        (status = 422, description = super::openapi::describe::KEY_INVALID, body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -151,6 +185,25 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// Revokes one of the caller's API keys (idempotent).
+///
+/// `id` may be `current`: the key making the request (what `tandem logout` does).
+/// Another user's key is answered exactly like a key that does not exist. Audited.
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revoke_key",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The key's id, or `current` for the key making the request.")),
+    responses(
+        (status = 200, description = "The revoked key.", body = tandem_shared::KeyInfo),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 404, description = "`not_found`: the caller has no key with this id.", body = tandem_shared::ErrorBody),
+        (status = 422, description = "`invalid_request`: `current` with an identity provider token, which is no API key.", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     caller: AuthUser,

@@ -18,6 +18,30 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new().route("/v1/me", get(handle_me))
 }
 
+/// Who the credential belongs to, their tier's limits, and what is left of their quotas.
+///
+/// The language server reads its context budget (`max_context_tokens`) here; editors
+/// show the rest. Any valid credential may call it, whatever its scopes.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "account",
+    operation_id = "get_me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller, their tier and quotas; the quota headers too.", body = tandem_shared::MeResponse,
+            headers(
+                ("RateLimit-Policy" = String, description = "The request quotas, as in the IETF RateLimit draft: `\"hour\";q=500;w=3600, \"day\";q=2000;w=86400`."),
+                ("RateLimit" = String, description = "What is left of each request quota and the seconds until it resets: `\"hour\";r=499;t=1830, \"day\";r=1999;t=48630`."),
+                ("Tandem-Tokens-Limit" = u64, description = "The daily token budget (prompt plus completion tokens)."),
+                ("Tandem-Tokens-Remaining" = u64, description = "Tokens left of the daily budget."),
+                ("Tandem-Tokens-Reset" = u64, description = "Seconds until the token budget resets."),
+            )),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 403, description = super::openapi::describe::UNKNOWN_TIER, body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_me(State(state): State<AppState>, caller: AuthUser) -> Result<Response, AppError> {
     let policy = state.policy(&caller.user.tier)?;
     let now = Utc::now();

@@ -22,6 +22,23 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new().route("/metrics", get(handle_metrics))
 }
 
+/// Prometheus metrics, in the OpenMetrics text format.
+///
+/// Every metric is prefixed `tandem_`; no label carries a user, a key or request
+/// content. Served only with `[metrics] enabled` (the default); with `[metrics]
+/// token_env` set, the request must carry that token as `Authorization: Bearer`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "get_metrics",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics.", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "`unauthorized`: `[metrics] token_env` is set and the request does not carry that token.", body = tandem_shared::ErrorBody),
+        (status = 404, description = "`not_found`: metrics are disabled (`[metrics] enabled = false`).", body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_metrics(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -46,9 +46,12 @@ struct OAuthFailure {
     description: String,
 }
 
-#[derive(Debug, Serialize)]
+/// An OAuth error (RFC 6749 §5.2).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct OAuthErrorBody<'a> {
+    /// The OAuth error code (`authorization_pending`, `slow_down`, `invalid_client`, ...).
     error: &'a str,
+    /// What went wrong, in words.
     error_description: &'a str,
 }
 
@@ -103,19 +106,29 @@ fn bad_form(rejection: FormRejection) -> OAuthFailure {
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// Form body of `POST /oauth/device/code`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct DeviceCodeForm {
+    /// `tandem-cli`.
     client_id: Option<String>,
+    /// Space-separated scopes (`completions chat`, the default); never `admin`.
     scope: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of `POST /oauth/device/code` (RFC 8628 §3.2).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeviceCodeAnswer {
+    /// The secret to poll `POST /oauth/token` with.
     device_code: String,
+    /// What the person confirms in the browser: eight consonants, `BCDF-GHJK`.
     user_code: String,
+    /// Where to confirm it: `<public_url>/device`.
     verification_uri: String,
+    /// The same with the code filled in.
     verification_uri_complete: String,
+    /// Seconds until the codes expire (`[auth] device_code_ttl_secs`, default 900).
     expires_in: u64,
+    /// Seconds to wait between polls (`[auth] device_poll_interval_secs`, default 5).
     interval: u32,
 }
 
@@ -198,6 +211,26 @@ pub fn normalize_user_code(typed: &str) -> Option<String> {
     valid.then(|| format!("{}-{}", &letters[..4], &letters[4..]))
 }
 
+/// Starts a device sign-in (RFC 8628 §3.2): a device code to poll with and a short user
+/// code for the person to confirm in a browser.
+///
+/// What `tandem login` calls first. At most 10 codes a minute per client address. Errors
+/// are OAuth's `{"error", "error_description"}` with `Cache-Control: no-store`.
+#[utoipa::path(
+    post,
+    path = "/oauth/device/code",
+    tag = "device-login",
+    operation_id = "oauth_device_code",
+    security(()),
+    request_body(content = DeviceCodeForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The codes and where to confirm them.", body = DeviceCodeAnswer),
+        (status = 400, description = "`invalid_request` (the body is not a form) or `invalid_scope` (an unknown scope, or `admin`).", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: `client_id` is not `tandem-cli`.", body = OAuthErrorBody),
+        (status = 429, description = "`slow_down`: more than 10 codes a minute from this address.", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the server cannot store codes right now.", body = OAuthErrorBody),
+    )
+)]
 async fn device_code(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -272,21 +305,48 @@ fn limit_codes(state: &AppState, source: String) -> Result<(), OAuthFailure> {
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Form body of `POST /oauth/token`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct TokenForm {
+    /// `urn:ietf:params:oauth:grant-type:device_code`.
     grant_type: Option<String>,
+    /// The `device_code` of `POST /oauth/device/code`.
     device_code: Option<String>,
+    /// `tandem-cli`.
     client_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Answer of `POST /oauth/token` once the code is approved.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TokenAnswer {
     /// The API key (`tdm_…`).
     access_token: String,
+    /// `Bearer`.
     token_type: &'static str,
+    /// The key's scopes, space-separated.
     scope: String,
 }
 
+/// Polls for the result of a device sign-in (RFC 8628 §3.4): the API key once the code
+/// is approved, an OAuth error until then.
+///
+/// Poll no sooner than `interval` seconds apart; `slow_down` adds 5 seconds to it. An
+/// approved code gives exactly one key (a new key of the approving user, named
+/// `device (tandem-cli)`), even to racing polls.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "device-login",
+    operation_id = "oauth_token",
+    security(()),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The code was approved: the new API key.", body = TokenAnswer),
+        (status = 400, description = "Not (yet) a key: `authorization_pending`, `slow_down`, `access_denied`, `expired_token`, `invalid_grant` (unknown or already used), `unsupported_grant_type` or `invalid_request`.", body = OAuthErrorBody),
+        (status = 401, description = "`invalid_client`: `client_id` is not `tandem-cli`.", body = OAuthErrorBody),
+        (status = 503, description = "`temporarily_unavailable`: the server cannot check codes right now.", body = OAuthErrorBody),
+    )
+)]
 async fn token(
     State(state): State<AppState>,
     ClientAddress(source): ClientAddress,

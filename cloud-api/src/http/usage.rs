@@ -135,6 +135,29 @@ pub fn response(query: &UsageQuery, groups: Vec<UsageGroup>) -> UsageResponse {
     }
 }
 
+/// The caller's own usage over a period, summed per UTC day or per model.
+///
+/// Requests, errors, prompt and completion tokens and the estimated cost, per group,
+/// with their total. Any other query parameter is refused, so a misspelt one is not
+/// silently ignored.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "account",
+    operation_id = "get_usage",
+    security(("bearer" = [])),
+    params(
+        ("from" = Option<String>, Query, description = "Start, inclusive: an RFC 3339 time or a `YYYY-MM-DD` date (UTC midnight). Default: 30 days before `to`."),
+        ("to" = Option<String>, Query, description = "End, exclusive, in the same forms. Default: the end of today (UTC). At most 366 days after `from`."),
+        ("group_by" = Option<String>, Query, description = "`day` (the default) or `model`."),
+    ),
+    responses(
+        (status = 200, description = "The usage per group and in total.", body = tandem_shared::UsageResponse),
+        (status = 401, description = super::openapi::describe::UNAUTHORIZED, body = tandem_shared::ErrorBody),
+        (status = 422, description = "`invalid_request`: a parameter is malformed or unknown, `from` is not before `to`, or the period is over 366 days.", body = tandem_shared::ErrorBody),
+        (status = 500, description = super::openapi::describe::INTERNAL, body = tandem_shared::ErrorBody),
+    )
+)]
 async fn handle_usage(
     State(state): State<AppState>,
     caller: AuthUser,
