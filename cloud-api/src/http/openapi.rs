@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use maud::{html, Markup, DOCTYPE};
+use maud::{html, Markup};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tandem_shared::ErrorCode;
@@ -540,16 +540,11 @@ async fn handle_docs() -> Response {
         PUBLISHED.html.clone(),
     )
         .into_response();
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::CACHE_CONTROL, CACHE_CONTROL),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
+    crate::web::page::html_headers(
+        response.headers_mut(),
+        CONTENT_SECURITY_POLICY,
+        CACHE_CONTROL,
+    );
     response
 }
 
@@ -591,17 +586,7 @@ fn render_docs(document: &Value) -> Markup {
         .unwrap_or_default();
     let schemas = object(&document["components"]["schemas"]);
     let schemes = object(&document["components"]["securitySchemes"]);
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (title) " · API reference" }
-                link rel="stylesheet" href="/assets/tandem.css";
-            }
-            body {
+    let body = html! {
                 header {
                     h1 { (title) }
                     span.muted { "version " (text(info, "version")) " · OpenAPI " (text(document, "openapi")) }
@@ -657,9 +642,8 @@ fn render_docs(document: &Value) -> Markup {
                         (render_schema(name, schema))
                     }
                 }
-            }
-        }
-    }
+    };
+    crate::web::page::document(&format!("{title} · API reference"), body)
 }
 
 /// One operation of the document.

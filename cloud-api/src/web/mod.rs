@@ -9,7 +9,7 @@
 mod account;
 mod csrf;
 mod device;
-mod page;
+pub(crate) mod page;
 pub(crate) mod session;
 mod sign_in;
 pub(crate) mod sign_in_providers;

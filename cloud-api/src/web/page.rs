@@ -48,33 +48,42 @@ pub(super) async fn stylesheet() -> Response {
 
 /// A whole page around `body`, with the headers every HTML answer carries.
 pub(super) fn render(status: StatusCode, title: &str, body: Markup) -> Response {
-    let markup = html! {
+    let mut response = (status, document(&format!("{title} · Tandem"), body)).into_response();
+    html_headers(response.headers_mut(), CONTENT_SECURITY_POLICY, "no-store");
+    response
+}
+
+/// The HTML document every page of this server shares (the API reference too): the
+/// one stylesheet, no referrer, `body` inside.
+pub(crate) fn document(title: &str, body: Markup) -> Markup {
+    html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 meta name="referrer" content="no-referrer";
-                title { (title) " · Tandem" }
+                title { (title) }
                 link rel="stylesheet" href="/assets/tandem.css";
             }
             body { (body) }
         }
-    };
-    let mut response = (status, markup).into_response();
-    html_headers(response.headers_mut());
-    response
+    }
 }
 
-/// The headers of an HTML answer: no caching (pages show keys and CSRF tokens), no
-/// framing, no sniffing, no referrer.
-pub(super) fn html_headers(headers: &mut HeaderMap) {
+/// The headers of an HTML answer: its `policy` and `cache_control` (pages that show keys
+/// and CSRF tokens are never stored), no framing, no sniffing, no referrer.
+pub(crate) fn html_headers(
+    headers: &mut HeaderMap,
+    policy: &'static str,
+    cache_control: &'static str,
+) {
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::CONTENT_SECURITY_POLICY, policy),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
-        (header::CACHE_CONTROL, "no-store"),
+        (header::CACHE_CONTROL, cache_control),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
