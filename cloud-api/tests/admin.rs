@@ -7,26 +7,6 @@ use std::time::Duration;
 
 use common::TestApp;
 use serde_json::json;
-use tandem_cloud::db::api_keys::{self, KeyGrant};
-use tandem_cloud::db::users;
-use tandem_cloud::keys;
-use tandem_shared::{Scope, Tier};
-
-async fn admin_key(app: &TestApp) -> (String, String) {
-    let admin = users::create(&app.state.db, "root@example.com", Tier::enterprise())
-        .await
-        .unwrap();
-    let generated = keys::generate();
-    let grant = KeyGrant {
-        name: "admin".into(),
-        scopes: vec![Scope::Admin],
-        expires_at: None,
-    };
-    api_keys::insert_granted(&app.state.db, &admin, &grant, &generated)
-        .await
-        .unwrap();
-    (generated.secret, admin.id)
-}
 
 #[tokio::test]
 async fn only_admin_keys_get_in() {
@@ -61,7 +41,7 @@ async fn only_admin_keys_get_in() {
 #[tokio::test]
 async fn an_admin_changes_tiers_revokes_keys_and_reads_the_log() {
     let app = TestApp::new("").await;
-    let (admin, admin_id) = admin_key(&app).await;
+    let (admin, admin_id) = app.admin_key().await;
 
     let listed = app.call(&admin, "GET", "/admin/users?limit=10", None).await;
     assert_eq!(listed.status, 200, "{}", listed.text);
@@ -163,7 +143,7 @@ async fn an_admin_changes_tiers_revokes_keys_and_reads_the_log() {
 #[tokio::test]
 async fn an_admin_reads_the_deployments_figures() {
     let app = TestApp::new("").await;
-    let (admin, _) = admin_key(&app).await;
+    let (admin, _) = app.admin_key().await;
     // One served completion of the test user.
     assert_eq!(app.complete(common::completion_body()).await.status, 200);
     let stats = app.call(&admin, "GET", "/admin/stats", None).await;

@@ -18,10 +18,7 @@ use axum::body::Body;
 use axum::http::Request;
 use common::{Reply, TestApp};
 use serde_json::{json, Value};
-use tandem_cloud::db::api_keys::{self, KeyGrant};
-use tandem_cloud::db::users;
-use tandem_cloud::keys;
-use tandem_shared::{ErrorBody, ErrorDetail, Scope, Tier};
+use tandem_shared::{ErrorBody, ErrorDetail};
 
 /// The path prefixes of the API, as opposed to the browser pages under `src/web`.
 const API_PREFIXES: [&str; 9] = [
@@ -45,23 +42,6 @@ async fn document(app: &TestApp) -> Value {
     let reply = get(app, "/openapi.json").await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.json
-}
-
-/// An administrator and a key of theirs with the `admin` scope.
-async fn admin_key(app: &TestApp) -> String {
-    let admin = users::create(&app.state.db, "root@example.com", Tier::enterprise())
-        .await
-        .unwrap();
-    let generated = keys::generate();
-    let grant = KeyGrant {
-        name: "admin".into(),
-        scopes: vec![Scope::Admin],
-        expires_at: None,
-    };
-    api_keys::insert_granted(&app.state.db, &admin, &grant, &generated)
-        .await
-        .unwrap();
-    generated.secret
 }
 
 /// Every `(METHOD, path)` the document describes.
@@ -215,7 +195,7 @@ async fn every_registered_route_is_documented() {
 #[tokio::test]
 async fn every_documented_route_is_served() {
     let app = TestApp::new("").await;
-    let admin = admin_key(&app).await;
+    let (admin, _) = app.admin_key().await;
     let operations = documented_operations(&document(&app).await);
     for (method, path) in &operations {
         // Placeholder parameters: the route matches whatever the handler then says.
@@ -401,7 +381,7 @@ fn check_answer(document: &Value, method: &str, path: &str, reply: &Reply) {
 async fn live_answers_fit_their_documented_schemas() {
     let app = TestApp::new("").await;
     let document = document(&app).await;
-    let admin = admin_key(&app).await;
+    let (admin, _) = app.admin_key().await;
     let key = app.key.clone();
     let call = |key: &str, method: &'static str, path: &str, body: Option<Value>| {
         let (app, key, path) = (&app, key.to_owned(), path.to_owned());

@@ -137,6 +137,26 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Creates `root@example.com` (tier enterprise) with a key of the `admin` scope:
+    /// the key and the administrator's user id.
+    pub async fn admin_key(&self) -> (String, String) {
+        let admin = users::create(&self.state.db, "root@example.com", Tier::enterprise())
+            .await
+            .unwrap();
+        let generated = keys::generate();
+        let grant = api_keys::KeyGrant {
+            name: "admin".into(),
+            scopes: vec![tandem_shared::Scope::Admin],
+            expires_at: None,
+        };
+        api_keys::insert_granted(&self.state.db, &admin, &grant, &generated)
+            .await
+            .unwrap();
+        (generated.secret, admin.id)
+    }
+}
+
 /// A response, read whole.
 #[derive(Debug)]
 pub struct Reply {
