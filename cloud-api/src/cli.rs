@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::SqlitePool;
 use tandem_shared::Scope;
 use tandem_shared::Tier;
 
@@ -565,8 +563,7 @@ fn check_environment(config: Config) -> anyhow::Result<()> {
     // The very constructor `serve` calls, so `config validate` and a start cannot disagree.
     // It wants a pool: one that is never used for anything but the state's background
     // tasks, in memory, so no database file is opened or created.
-    let pool = SqlitePool::connect_lazy_with(SqliteConnectOptions::new().in_memory(true));
-    crate::state::AppState::new(config, pool)?;
+    crate::state::AppState::new(config, db::Pool::unused())?;
     Ok(())
 }
 
@@ -594,7 +591,7 @@ fn print_config(layers: &Layers, output: ConfigFormat) -> anyhow::Result<()> {
 
 /// Records an administrative action of the command line in the audit log.
 async fn audit_cli(
-    pool: &SqlitePool,
+    pool: &db::Pool,
     action: &str,
     target: &str,
     detail: serde_json::Value,
@@ -611,7 +608,7 @@ async fn audit_cli(
     Ok(())
 }
 
-async fn run_migrate(pool: &SqlitePool, dry_run: bool) -> anyhow::Result<()> {
+async fn run_migrate(pool: &db::Pool, dry_run: bool) -> anyhow::Result<()> {
     let pending = db::pending_migrations(pool).await?;
     let mut stdout = std::io::stdout().lock();
     if dry_run {
@@ -662,13 +659,17 @@ fn validate_email(email: &str) -> anyhow::Result<()> {
 
 /// The database to use: `database_url` of the configuration (flag, environment or file),
 /// else the file `tandem.sqlite` in the platform data directory (created when missing).
-fn database_options(config: &Config) -> anyhow::Result<SqliteConnectOptions> {
+fn database_options(config: &Config) -> anyhow::Result<db::ConnectOptions> {
     if let Some(url) = config.database_url.as_deref() {
-        let options =
-            db::options_from_url(url).with_context(|| format!("invalid database URL `{url}`"))?;
+        let options = db::options_from_url(url)
+            .with_context(|| format!("invalid database URL `{}`", db::mask_url(url)))?;
         // Like the default location, a configured file's directory is created on first
         // use. In-memory databases have no directory.
-        if let Some(parent) = options.get_filename().parent() {
+        let file = match &options {
+            db::ConnectOptions::Sqlite(sqlite) => Some(sqlite.get_filename()),
+            db::ConnectOptions::Postgres(_) => None,
+        };
+        if let Some(parent) = file.and_then(std::path::Path::parent) {
             if !parent.as_os_str().is_empty() && !parent.exists() {
                 std::fs::create_dir_all(parent).with_context(|| {
                     format!("cannot create database directory {}", parent.display())
@@ -685,13 +686,13 @@ fn database_options(config: &Config) -> anyhow::Result<SqliteConnectOptions> {
     Ok(db::options_for_file(&data_dir.join("tandem.sqlite")))
 }
 
-async fn open(options: SqliteConnectOptions) -> Result<SqlitePool, DbError> {
+async fn open(options: db::ConnectOptions) -> Result<db::Pool, DbError> {
     db::connect(options).await
 }
 
 /// Opens the database and brings its schema up to date, so admin commands work on a
 /// fresh file.
-async fn open_migrated(options: SqliteConnectOptions) -> anyhow::Result<SqlitePool> {
+async fn open_migrated(options: db::ConnectOptions) -> anyhow::Result<db::Pool> {
     let pool = open(options).await.context("cannot open the database")?;
     db::migrate(&pool)
         .await

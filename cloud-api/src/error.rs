@@ -154,9 +154,23 @@ pub enum AppError {
 }
 
 impl AppError {
-    /// Wraps any unexpected failure (database errors, mostly).
+    /// Wraps any unexpected failure (database errors, mostly). A database that cannot be
+    /// reached is not a bug: that is 503 (try again), not 500.
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> AppError {
-        AppError::Internal(error.into())
+        let error = error.into();
+        let unreachable = error
+            .downcast_ref::<crate::db::DbError>()
+            .is_some_and(crate::db::DbError::is_unavailable)
+            || error
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(crate::db::is_unavailable);
+        if unreachable {
+            return AppError::NotReady {
+                public: "the database is not reachable; try again shortly".to_owned(),
+                cause: error,
+            };
+        }
+        AppError::Internal(error)
     }
 
     /// The stable code this error is reported with.
@@ -307,6 +321,18 @@ mod tests {
         let error = AppError::internal(std::io::Error::other("disk /secret/path is on fire"));
         assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(error.public_message(), "internal error");
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_and_a_failed_statement_500() {
+        let down = AppError::internal(crate::db::DbError::Sqlx(sqlx::Error::PoolTimedOut));
+        assert_eq!(down.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            down.to_string().contains("database is not reachable"),
+            "{down}"
+        );
+        let broken = AppError::internal(sqlx::Error::RowNotFound);
+        assert_eq!(broken.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[test]

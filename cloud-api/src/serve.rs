@@ -9,14 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::SqlitePool;
 use tandem_shared::Tier;
 
 use crate::tiers::Tiers;
 
 use crate::config::Config;
-use crate::db::{self, api_keys, users};
+use crate::db::{self, api_keys, users, DbError};
 use crate::http::{app, StreamCutoff};
 use crate::keys;
 use crate::state::AppState;
@@ -35,13 +33,13 @@ pub const DEV_USER_EMAIL: &str = "dev@localhost";
 pub struct ServeOptions {
     pub config: Config,
     pub bind: SocketAddr,
-    pub database: SqliteConnectOptions,
+    pub database: crate::db::ConnectOptions,
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     crate::apply_log_format(options.config.logging.format);
-    tracing::info!(database = %options.database.get_filename().display(), "opening database");
+    tracing::info!(database = %options.database.describe(), "opening database");
     let pool = db::connect(options.database)
         .await
         .context("cannot open the database")?;
@@ -51,7 +49,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     if applied > 0 {
         tracing::info!(applied, "applied database migrations");
     }
-    let checkpointer = db::spawn_checkpointer(pool.clone());
+    let checkpointer = db::spawn_checkpointer(&pool);
     // Provider keys are read here, so a missing one stops the start before binding.
     let state = AppState::new(options.config, pool.clone())?;
     let listener = tokio::net::TcpListener::bind(options.bind)
@@ -118,7 +116,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             "usage records still being written at shutdown; the last ones may be lost"
         ),
     }
-    checkpointer.abort();
+    if let Some(checkpointer) = checkpointer {
+        checkpointer.abort();
+    }
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -137,7 +137,7 @@ async fn grace_period_over(mut stopping: tokio::sync::watch::Receiver<bool>, tim
 /// quickstart can use every feature) and a key, returned with the tier so it can be
 /// printed once.
 async fn create_dev_user_if_empty(
-    pool: &SqlitePool,
+    pool: &crate::db::Pool,
     tiers: &Tiers,
 ) -> anyhow::Result<Option<(String, Tier)>> {
     if users::count(pool).await? > 0 {
@@ -146,9 +146,12 @@ async fn create_dev_user_if_empty(
     let tier = tiers
         .top()
         .map_or_else(Tier::enterprise, |policy| policy.name.clone());
-    let user = users::create(pool, DEV_USER_EMAIL, tier.clone())
-        .await
-        .context("cannot create the development user")?;
+    let user = match users::create(pool, DEV_USER_EMAIL, tier.clone()).await {
+        Ok(user) => user,
+        // Another instance starting on the same database got there first.
+        Err(DbError::DuplicateUser(_)) => return Ok(None),
+        Err(error) => return Err(error).context("cannot create the development user"),
+    };
     let key = keys::generate();
     api_keys::insert(pool, &user, "dev", &key)
         .await

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::db::Pool;
 use moka::future::Cache;
-use sqlx::SqlitePool;
 
 use crate::config::Config;
 use crate::extract::CachedKey;
@@ -27,7 +27,7 @@ pub struct AppState {
     /// The validated configuration.
     pub config: Arc<Config>,
     /// The database pool.
-    pub db: SqlitePool,
+    pub db: Pool,
     /// The model providers; requests go to the first.
     pub providers: Arc<ProviderRegistry>,
     /// Successful key checks by key hash, for `auth.key_cache_ttl_secs`; `None` when 0.
@@ -118,14 +118,14 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// Builds the state, reading provider keys from the process environment.
-    pub fn new(config: Config, db: SqlitePool) -> Result<AppState, StateError> {
+    pub fn new(config: Config, db: Pool) -> Result<AppState, StateError> {
         AppState::with_env(config, db, &|name| std::env::var(name).ok())
     }
 
     /// Builds the state, reading provider keys through `env`.
     pub fn with_env(
         config: Config,
-        db: SqlitePool,
+        db: Pool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<AppState, StateError> {
         let providers = ProviderRegistry::from_config(&config, env)?;
@@ -163,7 +163,7 @@ impl AppState {
 
     /// Builds the state around providers made elsewhere. Starts the usage writer, so it
     /// needs a Tokio runtime.
-    pub fn with_providers(config: Config, db: SqlitePool, providers: ProviderRegistry) -> AppState {
+    pub fn with_providers(config: Config, db: Pool, providers: ProviderRegistry) -> AppState {
         let ttl = config.auth.key_cache_ttl_secs;
         let key_cache = (ttl > 0).then(|| {
             Arc::new(
@@ -282,7 +282,7 @@ impl AuthCache for crate::enterprise::EnterpriseVerifier {
 /// changes apply within [`AUTH_EPOCH_POLL`] rather than the caches' lifetime, whichever
 /// process made them. Ends when every cache is gone (the state was dropped). While the
 /// database cannot be read, the caches' lifetimes remain the bound.
-async fn watch_auth_epoch(db: SqlitePool, caches: Vec<Weak<dyn AuthCache>>) {
+async fn watch_auth_epoch(db: Pool, caches: Vec<Weak<dyn AuthCache>>) {
     let mut known = None;
     let mut ticks = tokio::time::interval(AUTH_EPOCH_POLL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::db::Pool;
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::PriceConfig;
@@ -75,7 +75,7 @@ impl std::fmt::Debug for UsageRecorder {
 impl UsageRecorder {
     /// Starts the writer task on the current Tokio runtime. It ends when every handle is
     /// dropped, after committing what was queued.
-    pub fn spawn(pool: SqlitePool, metrics: Arc<Metrics>) -> UsageRecorder {
+    pub fn spawn(pool: Pool, metrics: Arc<Metrics>) -> UsageRecorder {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let (running, writer_running) = watch::channel(());
         tokio::spawn(async move {
@@ -116,7 +116,7 @@ impl UsageRecorder {
     }
 }
 
-async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
+async fn write_batches(pool: Pool, mut queue: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
         if queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
@@ -138,7 +138,10 @@ async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, metrics
                 }
             }
         }
-        let touched: Vec<(String, DateTime<Utc>)> = touched.into_iter().collect();
+        // In key order, so two instances updating the same keys take their row locks
+        // in the same order and cannot deadlock (PostgreSQL).
+        let mut touched: Vec<(String, DateTime<Utc>)> = touched.into_iter().collect();
+        touched.sort_unstable();
         let outcome = write_batch(&pool, &records, &touched)
             .await
             .map_err(|error| {

@@ -9,16 +9,18 @@ use std::time::Duration;
 use common::{completion_body, TestApp};
 use serde_json::json;
 use tandem_cloud::db::audit::{self, Actor};
+use tandem_cloud::db::on;
 use tandem_cloud::db::{api_keys, users};
 use tandem_cloud::keys;
 use tandem_shared::Tier;
 
 async fn count(app: &TestApp, sql: &str, user_id: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .bind(user_id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap()
+    on!(
+        &app.state.db,
+        sqlx::query_scalar(sql).bind(user_id),
+        fetch_one
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -93,7 +95,7 @@ async fn export_then_delete_an_account() {
     let missing = app.call(&app.key, "DELETE", "/v1/account", None).await;
     assert_eq!(missing.status, 415, "{}", missing.text);
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM users WHERE id = ?", &user.id).await,
+        count(&app, "SELECT COUNT(*) FROM users WHERE id = $1", &user.id).await,
         1
     );
 
@@ -111,9 +113,9 @@ async fn export_then_delete_an_account() {
         json!({"deleted": true, "keys": 1, "usage_rows": 1})
     );
     for sql in [
-        "SELECT COUNT(*) FROM users WHERE id = ?",
-        "SELECT COUNT(*) FROM api_keys WHERE user_id = ?",
-        "SELECT COUNT(*) FROM usage WHERE user_id = ?",
+        "SELECT COUNT(*) FROM users WHERE id = $1",
+        "SELECT COUNT(*) FROM api_keys WHERE user_id = $1",
+        "SELECT COUNT(*) FROM usage WHERE user_id = $1",
     ] {
         assert_eq!(count(&app, sql, &user.id).await, 0, "{sql}");
     }
@@ -144,7 +146,7 @@ async fn export_then_delete_an_account() {
     assert_eq!(
         count(
             &app,
-            "SELECT COUNT(*) FROM usage WHERE user_id = ?",
+            "SELECT COUNT(*) FROM usage WHERE user_id = $1",
             &other.id
         )
         .await,

@@ -7,6 +7,7 @@ mod common;
 
 use common::{fixture_provider, joined_deltas, read_events, TestApp};
 use serde_json::{json, Value};
+use tandem_cloud::db::on;
 use tandem_cloud::db::{api_keys, users};
 use tandem_cloud::keys;
 use tandem_e2e::ProviderFixture;
@@ -36,11 +37,13 @@ fn chat_body(task: &str) -> Value {
 
 /// The usage row of `request_id`: (endpoint, task, status, provider).
 async fn usage_row(app: &TestApp, request_id: &str) -> (String, String, i64, Option<String>) {
-    sqlx::query_as("SELECT endpoint, task, status, provider FROM usage WHERE request_id = ?")
-        .bind(request_id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap()
+    on!(
+        &app.state.db,
+        sqlx::query_as("SELECT endpoint, task, status, provider FROM usage WHERE request_id = $1")
+            .bind(request_id),
+        fetch_one
+    )
+    .unwrap()
 }
 
 #[tokio::test]

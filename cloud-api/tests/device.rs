@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::Request;
 use common::{Reply, TestApp};
 use serde_json::Value;
+use tandem_cloud::db::on;
 use tandem_cloud::db::{audit, device_codes, users};
 
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -108,11 +109,12 @@ async fn an_approved_code_gives_one_key_once() {
 
     // A device code is good for one key.
     assert_oauth_error(&poll(&app, device_code).await, 400, "invalid_grant");
-    let keys: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE name = 'device (tandem-cli)'")
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap();
+    let keys: i64 = on!(
+        &app.state.db,
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE name = 'device (tandem-cli)'"),
+        fetch_one
+    )
+    .unwrap();
     assert_eq!(keys, 1);
     let user = users::get_by_email(&app.state.db, "user@example.com")
         .await
@@ -265,11 +267,12 @@ async fn racing_polls_collect_one_key() {
         .iter()
         .filter(|reply| reply.status != 200)
         .all(|reply| reply.json.get("access_token").is_none() && reply.json["error"].is_string()));
-    let keys: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE name = 'device (tandem-cli)'")
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap();
+    let keys: i64 = on!(
+        &app.state.db,
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE name = 'device (tandem-cli)'"),
+        fetch_one
+    )
+    .unwrap();
     assert_eq!(keys, 1);
 }
 
@@ -281,9 +284,11 @@ async fn one_address_cannot_flood_the_code_table() {
     }
     let flooded = form(&app, "/oauth/device/code", "client_id=tandem-cli").await;
     assert_oauth_error(&flooded, 429, "slow_down");
-    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_codes")
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let rows: i64 = on!(
+        &app.state.db,
+        sqlx::query_scalar("SELECT COUNT(*) FROM device_codes"),
+        fetch_one
+    )
+    .unwrap();
     assert_eq!(rows, 10);
 }

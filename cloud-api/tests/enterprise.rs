@@ -18,6 +18,7 @@ use common::{completion_body, Reply, TestApp};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tandem_cloud::db::identities::{self, Linked, VerifiedIdentity};
+use tandem_cloud::db::on;
 use tandem_cloud::db::{audit, users};
 
 const ISSUER: &str = "https://idp.example.com/realms/acme";
@@ -249,11 +250,12 @@ async fn a_valid_token_creates_the_user_with_the_mapped_tier() {
         .await;
     assert_eq!(completion.status, 200, "{}", completion.text);
     // Usage is recorded under the stand-in key id `jwt:<sub>`.
-    let key_ids: Vec<String> = sqlx::query_scalar("SELECT key_id FROM usage WHERE user_id = ?")
-        .bind(&ada.id)
-        .fetch_all(&app.state.db)
-        .await
-        .unwrap();
+    let key_ids: Vec<String> = on!(
+        &app.state.db,
+        sqlx::query_scalar("SELECT key_id FROM usage WHERE user_id = $1").bind(&ada.id),
+        fetch_all
+    )
+    .unwrap();
     assert_eq!(key_ids, ["jwt:u-ada"]);
 
     // EC (ES256 pinned by the curve) and Ed25519 tokens are accepted too.
@@ -522,10 +524,12 @@ async fn forged_expired_and_misaddressed_tokens_are_refused() {
         assert_refused(&reply, token, says);
     }
     assert_eq!(users_count(&app).await, 1, "no refusal created a user");
-    let usage: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage")
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let usage: i64 = on!(
+        &app.state.db,
+        sqlx::query_scalar("SELECT COUNT(*) FROM usage"),
+        fetch_one
+    )
+    .unwrap();
     assert_eq!(usage, 0);
 }
 
@@ -806,11 +810,12 @@ async fn a_token_cannot_make_an_admin_key() {
     let root = users::get_by_email(&app.state.db, "root@acme.example")
         .await
         .unwrap();
-    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
-        .bind(&root.id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let keys: i64 = on!(
+        &app.state.db,
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1").bind(&root.id),
+        fetch_one
+    )
+    .unwrap();
     assert_eq!(keys, 2, "no admin key was made");
     // A caller without the role is refused the scope it lacks, as before.
     let developer = rsa_token(&claims("u-dev", "dev@acme.example", &["developer"]));

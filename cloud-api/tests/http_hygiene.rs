@@ -13,6 +13,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use common::{completion_body, fixture_provider, read_events, Reply, TestApp};
 use serde_json::{json, Value};
+use tandem_cloud::db::on;
 use tandem_e2e::ProviderFixture;
 use tower::ServiceExt as _;
 
@@ -340,10 +341,12 @@ async fn streams_end_with_an_error_event_at_the_stream_timeout() {
         .unwrap();
     let recorded = async {
         loop {
-            let statuses: Vec<i64> = sqlx::query_scalar("SELECT status FROM usage")
-                .fetch_all(&app.state.db)
-                .await
-                .unwrap();
+            let statuses: Vec<i64> = on!(
+                &app.state.db,
+                sqlx::query_scalar("SELECT status FROM usage"),
+                fetch_all
+            )
+            .unwrap();
             if !statuses.is_empty() {
                 return statuses;
             }

@@ -12,6 +12,7 @@ use axum::http::Request;
 use common::{completion_body, fixture_provider, joined_deltas, read_events, TestApp};
 use futures::StreamExt;
 use serde_json::{json, Value};
+use tandem_cloud::db::on;
 use tandem_e2e::ProviderFixture;
 
 fn stream_body() -> Value {
@@ -22,21 +23,21 @@ fn stream_body() -> Value {
 
 /// The usage row of `request_id`: (status, provider, prompt, completion tokens).
 async fn usage_row(app: &TestApp, request_id: &str) -> Option<(i64, Option<String>, i64, i64)> {
-    sqlx::query_as(
-        "SELECT status, provider, prompt_tokens, completion_tokens FROM usage WHERE request_id = ?",
+    on!(&app.state.db, sqlx::query_as(
+        "SELECT status, provider, prompt_tokens, completion_tokens FROM usage WHERE request_id = $1",
     )
-    .bind(request_id)
-    .fetch_optional(&app.state.db)
-    .await
+    .bind(request_id), fetch_optional)
     .unwrap()
 }
 
 /// Every usage row's (status, provider), oldest first.
 async fn usage_rows(app: &TestApp) -> Vec<(i64, Option<String>)> {
-    sqlx::query_as("SELECT status, provider FROM usage ORDER BY created_at, rowid")
-        .fetch_all(&app.state.db)
-        .await
-        .unwrap()
+    on!(
+        &app.state.db,
+        sqlx::query_as("SELECT status, provider FROM usage ORDER BY created_at, id"),
+        fetch_all
+    )
+    .unwrap()
 }
 
 #[tokio::test]

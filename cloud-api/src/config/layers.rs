@@ -542,7 +542,7 @@ fn is_secret_key(key: &str) -> bool {
 
 /// `scheme://user:***@host/...` for a URL with a password; `None` for anything else.
 /// Done on the text rather than through `url::Url`, which would normalise the rest.
-pub(super) fn mask_url_password(text: &str) -> Option<String> {
+pub(crate) fn mask_url_password(text: &str) -> Option<String> {
     let scheme_end = text.find("://")? + 3;
     let authority_end = text[scheme_end..]
         .find(['/', '?', '#'])

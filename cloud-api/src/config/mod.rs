@@ -50,8 +50,11 @@ pub struct Config {
     /// Socket address to listen on, `IP:PORT` (port 0 picks a free one). Not secret.
     #[serde(default)]
     pub bind: Option<SocketAddr>,
-    /// sqlx SQLite URL of the database, e.g. `sqlite://tandem.sqlite`. Not secret; it must
-    /// not carry credentials. Defaults to `tandem.sqlite` in the platform data directory.
+    /// The database: a SQLite URL (`sqlite://tandem.sqlite`, the embedded default) or a
+    /// PostgreSQL URL (`postgres://USER@HOST/DATABASE`) for several instances. A password
+    /// in the URL is masked wherever the URL is shown; `PGPASSWORD` or a `.pgpass` file
+    /// keep it out of the configuration. Defaults to `tandem.sqlite` in the platform data
+    /// directory.
     #[serde(default)]
     pub database_url: Option<String>,
     /// Request size and time limits.
@@ -774,12 +777,19 @@ impl Config {
             return invalid("limits.request_timeout_ms must be at least 1".to_owned());
         }
         if let Some(url) = &self.database_url {
-            if !url.starts_with("sqlite:") {
-                // Masked: the URL of another database may carry a password.
-                let url = layers::mask_url_password(url).unwrap_or_else(|| url.clone());
-                return invalid(format!(
-                    "database_url must be a SQLite URL (sqlite://PATH), got `{url}`"
-                ));
+            match crate::db::options_from_url(url) {
+                Ok(_) => {}
+                Err(crate::db::DbError::UnsupportedUrl(url)) => {
+                    return invalid(format!(
+                        "database_url must be a SQLite URL (sqlite://PATH) or a PostgreSQL \
+                         URL (postgres://USER@HOST/DATABASE), got `{url}`"
+                    ));
+                }
+                // Masked: the URL may carry a password.
+                Err(error) => {
+                    let url = crate::db::mask_url(url);
+                    return invalid(format!("database_url `{url}` is not usable: {error}"));
+                }
             }
         }
         self.http.validate()?;
@@ -1149,7 +1159,12 @@ mod tests {
             "[[providers]]\nname=\"p\"\nkind=\"ollama\"\nmodel=\"m\"\nbase_url=\"http://x\"\ntimeout_ms=0",
             "timeout_ms must be at least 1",
         );
-        check_invalid("database_url = \"postgres://x\"", "must be a SQLite URL");
+        check_invalid("database_url = \"mysql://x\"", "must be a SQLite URL");
+        check_invalid(
+            "database_url = \"postgres://u:hunter2@h/db?sslmode=sometimes\"",
+            "postgres://u:***@h/db",
+        );
+        Config::parse_str("database_url = \"postgres://u@h/db\"").unwrap();
     }
 
     fn provider(kind: &str, extra: &str) -> ProviderConfig {

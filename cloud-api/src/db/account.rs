@@ -6,10 +6,10 @@
 //! and gains one saying the account was deleted. Usage is deleted, not anonymised: the
 //! deployment's totals shrink by what the user used.
 
+use super::{on, Backend, Pool, Timestamp};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::SqlitePool;
 
 use super::api_keys::{self, ApiKey};
 use super::audit::{self, Actor, AuditEntry};
@@ -31,7 +31,7 @@ pub struct ExportedUsage {
     pub latency_ms: i64,
     pub status: i64,
     pub cost_usd: f64,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// Everything stored about a user.
@@ -46,17 +46,19 @@ pub struct AccountData {
 /// Most audit entries exported: far more than an account gathers in normal use.
 const MAX_AUDIT_ENTRIES: u32 = 100_000;
 
-pub async fn export(pool: &SqlitePool, user: &User) -> Result<AccountData, DbError> {
+pub async fn export(pool: &Pool, user: &User) -> Result<AccountData, DbError> {
     let identities = identities::list_for_user(pool, &user.id).await?;
     let keys = api_keys::list_for_user(pool, user).await?;
-    let usage: Vec<ExportedUsage> = sqlx::query_as(
-        "SELECT request_id, key_id, endpoint, task, provider, model, prompt_tokens, \
+    let usage: Vec<ExportedUsage> = on!(
+        pool,
+        sqlx::query_as(
+            "SELECT request_id, key_id, endpoint, task, provider, model, prompt_tokens, \
          completion_tokens, latency_ms, status, cost_usd, created_at \
-         FROM usage WHERE user_id = ? ORDER BY created_at, id",
-    )
-    .bind(&user.id)
-    .fetch_all(pool)
-    .await?;
+         FROM usage WHERE user_id = $1 ORDER BY created_at, id",
+        )
+        .bind(&user.id),
+        fetch_all
+    )?;
     let audit = audit::recent(pool, Some(&user.id), MAX_AUDIT_ENTRIES).await?;
     Ok(AccountData {
         identities,
@@ -75,40 +77,46 @@ pub struct Deleted {
 
 /// Deletes `user` and everything that is theirs, recording who did it.
 pub async fn delete(
-    pool: &SqlitePool,
+    pool: &Pool,
     user: &User,
     actor: &Actor,
     source: &str,
     now: DateTime<Utc>,
 ) -> Result<Deleted, DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    let keys: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = ?")
-        .bind(&user.id)
-        .fetch_one(&mut *transaction)
-        .await?;
-    let usage_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE user_id = ?")
-        .bind(&user.id)
-        .fetch_one(&mut *transaction)
-        .await?;
+    let keys: i64 = on!(
+        &mut transaction,
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1").bind(&user.id),
+        fetch_one
+    )?;
+    let usage_rows: i64 = on!(
+        &mut transaction,
+        sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE user_id = $1").bind(&user.id),
+        fetch_one
+    )?;
     // The email goes from the audit details; the entries themselves stay.
-    sqlx::query(
-        "UPDATE audit_log SET detail = json_remove(detail, '$.email') \
-         WHERE target = ?1 OR actor = ?1",
-    )
-    .bind(format!("user:{}", user.id))
-    .execute(&mut *transaction)
-    .await?;
+    let without_email = match pool.backend() {
+        Backend::Sqlite => "json_remove(detail, '$.email')",
+        Backend::Postgres => "(detail::jsonb - 'email')::text",
+    };
+    let forget_email =
+        format!("UPDATE audit_log SET detail = {without_email} WHERE target = $1 OR actor = $1");
+    on!(
+        &mut transaction,
+        sqlx::query(&forget_email).bind(format!("user:{}", user.id)),
+        execute
+    )?;
     // Identities, keys, sessions, usage and device grants cascade.
-    let removed = sqlx::query("DELETE FROM users WHERE id = ?")
-        .bind(&user.id)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
+    let removed = on!(
+        &mut transaction,
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(&user.id),
+        execute
+    )?;
     if removed == 0 {
         return Err(DbError::UnknownUser(user.id.clone()));
     }
     audit::record(
-        &mut *transaction,
+        &mut transaction,
         actor,
         "account.delete",
         Some(&format!("user:{}", user.id)),

@@ -1,7 +1,7 @@
 //! The `api_keys` table: hashed keys, their owners, and revocation.
 
+use super::{on, Executor, Pool};
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 
 use tandem_shared::Scope;
 
@@ -111,7 +111,7 @@ impl KeyGrant {
 
 /// Stores a freshly generated key for a user, with the default scopes and no expiry.
 pub async fn insert(
-    pool: &SqlitePool,
+    pool: &Pool,
     user: &User,
     name: &str,
     key: &GeneratedKey,
@@ -121,7 +121,7 @@ pub async fn insert(
 
 /// Stores a freshly generated key for a user, as `grant` says.
 pub async fn insert_granted<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     user: &User,
     grant: &KeyGrant,
     key: &GeneratedKey,
@@ -135,53 +135,59 @@ pub async fn insert_granted<'e>(
         name: grant.name.clone(),
         key_prefix: key.display_prefix().to_owned(),
         scopes,
-        created_at: Utc::now(),
+        created_at: crate::db::now(),
         last_used_at: None,
         expires_at: grant.expires_at,
         revoked_at: None,
     };
-    sqlx::query(
-        "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scopes, created_at, \
-         expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&api_key.id)
-    .bind(&api_key.user_id)
-    .bind(&api_key.name)
-    .bind(&key.hash.0[..])
-    .bind(&api_key.key_prefix)
-    .bind(format_scopes(&api_key.scopes))
-    .bind(api_key.created_at)
-    .bind(api_key.expires_at)
-    .execute(executor)
-    .await?;
+    on!(
+        executor,
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scopes, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&api_key.id)
+        .bind(&api_key.user_id)
+        .bind(&api_key.name)
+        .bind(&key.hash.0[..])
+        .bind(&api_key.key_prefix)
+        .bind(format_scopes(&api_key.scopes))
+        .bind(api_key.created_at)
+        .bind(api_key.expires_at),
+        execute
+    )?;
     Ok(api_key)
 }
 
 /// A user's keys, oldest first, revoked ones included.
-pub async fn list_for_user(pool: &SqlitePool, user: &User) -> Result<Vec<ApiKey>, DbError> {
-    let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY created_at, id"
-    ))
-    .bind(&user.id)
-    .fetch_all(pool)
-    .await?;
+pub async fn list_for_user(pool: &Pool, user: &User) -> Result<Vec<ApiKey>, DbError> {
+    let rows: Vec<ApiKeyRow> = on!(
+        pool,
+        sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(&user.id),
+        fetch_all
+    )?;
     rows.into_iter().map(ApiKey::try_from).collect()
 }
 
 /// The key `id` if it belongs to `user_id`; `None` for another user's key as for no key,
 /// so nobody learns which ids exist.
 pub async fn find_for_user(
-    pool: &SqlitePool,
+    pool: &Pool,
     user_id: &str,
     id: &str,
 ) -> Result<Option<ApiKey>, DbError> {
-    let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ? AND user_id = ?"
-    ))
-    .bind(id)
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<ApiKeyRow> = on!(
+        pool,
+        sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id),
+        fetch_optional
+    )?;
     row.map(ApiKey::try_from).transpose()
 }
 
@@ -195,14 +201,15 @@ pub enum RevokeOutcome {
 }
 
 /// Revokes a key by id; [`DbError::UnknownKey`] when there is none.
-pub async fn revoke(pool: &SqlitePool, id: &str) -> Result<RevokeOutcome, DbError> {
+pub async fn revoke(pool: &Pool, id: &str) -> Result<RevokeOutcome, DbError> {
     if mark_revoked(pool, id).await? {
         return Ok(RevokeOutcome::Revoked);
     }
-    let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE id = ?")
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
+    let exists: i64 = on!(
+        pool,
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE id = $1").bind(id),
+        fetch_one
+    )?;
     if exists > 0 {
         Ok(RevokeOutcome::AlreadyRevoked)
     } else {
@@ -212,23 +219,23 @@ pub async fn revoke(pool: &SqlitePool, id: &str) -> Result<RevokeOutcome, DbErro
 
 /// Revokes the key `id` if it is active; whether it was.
 pub async fn mark_revoked<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     id: &str,
 ) -> Result<bool, DbError> {
-    let updated =
-        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(Utc::now())
-            .bind(id)
-            .execute(executor)
-            .await?
-            .rows_affected();
+    let updated = on!(
+        executor,
+        sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(crate::db::now())
+            .bind(id),
+        execute
+    )?;
     Ok(updated > 0)
 }
 
 /// Stores a new key for `user` as `grant` says and records who created it from where,
 /// in one transaction.
 pub async fn create_audited(
-    pool: &SqlitePool,
+    pool: &Pool,
     user: &User,
     grant: &KeyGrant,
     key: &GeneratedKey,
@@ -236,9 +243,9 @@ pub async fn create_audited(
     source: &str,
 ) -> Result<ApiKey, DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    let created = insert_granted(&mut *transaction, user, grant, key).await?;
+    let created = insert_granted(&mut transaction, user, grant, key).await?;
     audit::record(
-        &mut *transaction,
+        &mut transaction,
         actor,
         "key.create",
         Some(&format!("key:{}", created.id)),
@@ -253,15 +260,15 @@ pub async fn create_audited(
 /// Revokes `key` if it is active, recording who revoked it from where, in one
 /// transaction; the key as now stored.
 pub async fn revoke_audited(
-    pool: &SqlitePool,
+    pool: &Pool,
     key: &ApiKey,
     actor: &Actor,
     source: &str,
 ) -> Result<ApiKey, DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    if mark_revoked(&mut *transaction, &key.id).await? {
+    if mark_revoked(&mut transaction, &key.id).await? {
         audit::record(
-            &mut *transaction,
+            &mut transaction,
             actor,
             "key.revoke",
             Some(&format!("key:{}", key.id)),
@@ -270,11 +277,11 @@ pub async fn revoke_audited(
         )
         .await?;
     }
-    let row: ApiKeyRow =
-        sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"))
-            .bind(&key.id)
-            .fetch_one(&mut *transaction)
-            .await?;
+    let row: ApiKeyRow = on!(
+        &mut transaction,
+        sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")).bind(&key.id),
+        fetch_one
+    )?;
     transaction.commit().await?;
     ApiKey::try_from(row)
 }
@@ -304,19 +311,18 @@ struct KeyWithOwnerRow {
 }
 
 /// The key with this hash and its owner, if any.
-pub async fn find_by_hash(
-    pool: &SqlitePool,
-    hash: &KeyHash,
-) -> Result<Option<KeyWithOwner>, DbError> {
-    let row: Option<KeyWithOwnerRow> = sqlx::query_as(
-        "SELECT k.id AS key_id, k.key_hash, k.revoked_at, k.scopes, k.expires_at, \
+pub async fn find_by_hash(pool: &Pool, hash: &KeyHash) -> Result<Option<KeyWithOwner>, DbError> {
+    let row: Option<KeyWithOwnerRow> = on!(
+        pool,
+        sqlx::query_as(
+            "SELECT k.id AS key_id, k.key_hash, k.revoked_at, k.scopes, k.expires_at, \
                 u.id AS user_id, u.email, u.tier, u.created_at AS user_created_at \
          FROM api_keys k JOIN users u ON u.id = k.user_id \
-         WHERE k.key_hash = ?",
-    )
-    .bind(&hash.0[..])
-    .fetch_optional(pool)
-    .await?;
+         WHERE k.key_hash = $1",
+        )
+        .bind(&hash.0[..]),
+        fetch_optional
+    )?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -346,18 +352,20 @@ pub async fn find_by_hash(
 /// Records that a key was used at `at`; `last_used_at` never moves backwards, so uses
 /// written out of order (in batches) keep the latest.
 pub async fn touch_last_used<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     key_id: &str,
     at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE api_keys SET last_used_at = ?1 \
-         WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
-    )
-    .bind(at)
-    .bind(key_id)
-    .execute(executor)
-    .await?;
+    on!(
+        executor,
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 \
+         WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        )
+        .bind(at)
+        .bind(key_id),
+        execute
+    )?;
     Ok(())
 }
 
@@ -388,7 +396,7 @@ mod tests {
             .unwrap()
             .is_none());
 
-        touch_last_used(&pool, &stored.id, Utc::now())
+        touch_last_used(&pool, &stored.id, crate::db::now())
             .await
             .unwrap();
         let listed = list_for_user(&pool, &user).await.unwrap();

@@ -1,9 +1,9 @@
 //! The `audit_log` table: who did what to which account or key, when and from where.
 //! Append-only; nothing here updates or deletes a row.
 
+use super::{on, Executor, Pool};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::SqlitePool;
 
 use super::DbError;
 
@@ -51,27 +51,29 @@ pub struct AuditEntry {
 /// Appends an entry. `executor` may be the transaction that made the change, so the
 /// change and its record stand or fall together.
 pub async fn record<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     actor: &Actor,
     action: &str,
     target: Option<&str>,
     source: &str,
     detail: &Value,
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO audit_log (id, at, actor, actor_key, action, target, source, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(Utc::now())
-    .bind(actor.column())
-    .bind(actor.key())
-    .bind(action)
-    .bind(target)
-    .bind(source)
-    .bind(detail.to_string())
-    .execute(executor)
-    .await?;
+    on!(
+        executor,
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, actor_key, action, target, source, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(crate::db::now())
+        .bind(actor.column())
+        .bind(actor.key())
+        .bind(action)
+        .bind(target)
+        .bind(source)
+        .bind(detail.to_string()),
+        execute
+    )?;
     Ok(())
 }
 
@@ -90,34 +92,31 @@ struct AuditRow {
 /// acted on (directly, or through one of their keys); every entry when `user_id` is
 /// `None`.
 pub async fn recent(
-    pool: &SqlitePool,
+    pool: &Pool,
     user_id: Option<&str>,
     limit: u32,
 ) -> Result<Vec<AuditEntry>, DbError> {
-    let rows: Vec<AuditRow> = match user_id {
-        Some(user_id) => {
-            sqlx::query_as(
+    let rows: Vec<AuditRow> =
+        match user_id {
+            Some(user_id) => {
+                on!(pool, sqlx::query_as(
                 "SELECT at, actor, actor_key, action, target, source, detail FROM audit_log \
-                 WHERE actor = ?1 OR target = ?1 \
-                    OR target IN (SELECT 'key:' || id FROM api_keys WHERE user_id = ?2) \
-                 ORDER BY at DESC, id DESC LIMIT ?3",
+                 WHERE actor = $1 OR target = $1 \
+                    OR target IN (SELECT 'key:' || id FROM api_keys WHERE user_id = $2) \
+                 ORDER BY at DESC, id DESC LIMIT $3",
             )
             .bind(format!("user:{user_id}"))
             .bind(user_id)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-        }
-        None => {
-            sqlx::query_as(
+            .bind(i64::from(limit)), fetch_all)?
+            }
+            None => {
+                on!(pool, sqlx::query_as(
                 "SELECT at, actor, actor_key, action, target, source, detail FROM audit_log \
-                 ORDER BY at DESC, id DESC LIMIT ?",
+                 ORDER BY at DESC, id DESC LIMIT $1",
             )
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await?
-        }
-    };
+            .bind(i64::from(limit)), fetch_all)?
+            }
+        };
     Ok(rows
         .into_iter()
         .map(|row| AuditEntry {
@@ -142,11 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn entries_are_found_by_actor_target_and_the_users_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::connect(crate::db::options_for_file(&dir.path().join("a.db")))
-            .await
-            .unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+        let (_db, pool) = crate::db::test_support::temp_db().await;
         let alice = users::create(&pool, "alice@example.com", Tier::free())
             .await
             .unwrap();

@@ -1,9 +1,9 @@
 //! The `device_codes` table: the state of each Device Authorization Grant (RFC 8628)
 //! from the code's creation to the one time its key is collected.
 
+use super::{on, Executor, Pool};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use sqlx::SqlitePool;
 use tandem_shared::Scope;
 
 use super::api_keys::{self, format_scopes, KeyGrant};
@@ -24,7 +24,7 @@ pub struct NewDeviceCode {
 /// with a unique-constraint error if `user_code` is taken by a live grant.
 #[allow(clippy::too_many_arguments)]
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &Pool,
     device_code: &KeyHash,
     user_code: &str,
     client_id: &str,
@@ -34,14 +34,15 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<NewDeviceCode, DbError> {
     // Housekeeping: grants past their expiry are of no use to anyone.
-    sqlx::query("DELETE FROM device_codes WHERE expires_at < ?")
-        .bind(now)
-        .execute(pool)
-        .await?;
+    on!(
+        pool,
+        sqlx::query("DELETE FROM device_codes WHERE expires_at < $1").bind(now),
+        execute
+    )?;
     let expires_at = now + lifetime;
-    sqlx::query(
+    on!(pool, sqlx::query(
         "INSERT INTO device_codes (device_code_hash, user_code, client_id, scopes, created_at, \
-         expires_at, interval_secs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         expires_at, interval_secs) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&device_code.0[..])
     .bind(user_code)
@@ -49,9 +50,7 @@ pub async fn create(
     .bind(format_scopes(scopes))
     .bind(now)
     .bind(expires_at)
-    .bind(i64::from(interval_secs))
-    .execute(pool)
-    .await?;
+    .bind(i64::from(interval_secs)), execute)?;
     Ok(NewDeviceCode {
         user_code: user_code.to_owned(),
         expires_at,
@@ -106,7 +105,7 @@ const SLOW_DOWN_SECS: u32 = 5;
 /// One poll by the device. An approved grant's key is generated and stored here, in the
 /// transaction that marks the grant used, so two racing polls cannot both collect it.
 pub async fn poll(
-    pool: &SqlitePool,
+    pool: &Pool,
     device_code: &KeyHash,
     client_id: &str,
     key: &GeneratedKey,
@@ -114,13 +113,12 @@ pub async fn poll(
     now: DateTime<Utc>,
 ) -> Result<Poll, DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    let row: Option<GrantRow> = sqlx::query_as(
+    let row: Option<GrantRow> =
+        on!(&mut transaction, sqlx::query_as(
         "SELECT scopes, expires_at, interval_secs, last_polled_at, status, user_id, client_id \
-         FROM device_codes WHERE device_code_hash = ?",
+         FROM device_codes WHERE device_code_hash = $1",
     )
-    .bind(&device_code.0[..])
-    .fetch_optional(&mut *transaction)
-    .await?;
+    .bind(&device_code.0[..]), fetch_optional)?;
     let Some(row) = row.filter(|row| row.client_id == client_id) else {
         return Ok(Poll::Unknown);
     };
@@ -131,38 +129,41 @@ pub async fn poll(
         "denied" => Poll::Denied,
         "approved" => {
             // Claimed first, conditionally: of two racing polls only one changes the row.
-            let claimed = sqlx::query(
-                "UPDATE device_codes SET status = 'used', last_polled_at = ? \
-                 WHERE device_code_hash = ? AND status = 'approved'",
-            )
-            .bind(now)
-            .bind(&device_code.0[..])
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
+            let claimed = on!(
+                &mut transaction,
+                sqlx::query(
+                    "UPDATE device_codes SET status = 'used', last_polled_at = $1 \
+                 WHERE device_code_hash = $2 AND status = 'approved'",
+                )
+                .bind(now)
+                .bind(&device_code.0[..]),
+                execute
+            )?;
             if claimed == 0 {
                 return Ok(Poll::AlreadyUsed);
             }
             let user_id = row.user_id.clone().unwrap_or_default();
-            let user = super::users::get_by_id(&mut *transaction, &user_id).await?;
+            let user = super::users::get_by_id(&mut transaction, &user_id).await?;
             let scopes = super::api_keys::parse_scopes(&row.scopes)?;
             let grant = KeyGrant {
                 name: format!("device ({client_id})"),
                 scopes: scopes.clone(),
                 expires_at: None,
             };
-            let stored = api_keys::insert_granted(&mut *transaction, &user, &grant, key).await?;
-            sqlx::query("UPDATE device_codes SET key_id = ? WHERE device_code_hash = ?")
-                .bind(&stored.id)
-                .bind(&device_code.0[..])
-                .execute(&mut *transaction)
-                .await?;
+            let stored = api_keys::insert_granted(&mut transaction, &user, &grant, key).await?;
+            on!(
+                &mut transaction,
+                sqlx::query("UPDATE device_codes SET key_id = $1 WHERE device_code_hash = $2")
+                    .bind(&stored.id)
+                    .bind(&device_code.0[..]),
+                execute
+            )?;
             let actor = Actor::User {
                 id: user.id.clone(),
                 key_id: None,
             };
             audit::record(
-                &mut *transaction,
+                &mut transaction,
                 &actor,
                 "key.create",
                 Some(&format!("key:{}", stored.id)),
@@ -185,15 +186,17 @@ pub async fn poll(
             } else {
                 interval
             };
-            sqlx::query(
-                "UPDATE device_codes SET last_polled_at = ?, interval_secs = ? \
-                 WHERE device_code_hash = ?",
-            )
-            .bind(now)
-            .bind(i64::from(interval))
-            .bind(&device_code.0[..])
-            .execute(&mut *transaction)
-            .await?;
+            on!(
+                &mut transaction,
+                sqlx::query(
+                    "UPDATE device_codes SET last_polled_at = $1, interval_secs = $2 \
+                 WHERE device_code_hash = $3",
+                )
+                .bind(now)
+                .bind(i64::from(interval))
+                .bind(&device_code.0[..]),
+                execute
+            )?;
             if too_soon {
                 Poll::SlowDown {
                     interval_secs: interval,
@@ -218,18 +221,20 @@ pub struct PendingGrant {
 
 /// The live, undecided grant with `user_code`, if any.
 pub async fn find_pending(
-    pool: &SqlitePool,
+    pool: &Pool,
     user_code: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<PendingGrant>, DbError> {
-    let row: Option<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT user_code, client_id, scopes, expires_at FROM device_codes \
-         WHERE user_code = ? AND status = 'pending' AND expires_at > ?",
-    )
-    .bind(user_code)
-    .bind(now)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(String, String, String, DateTime<Utc>)> = on!(
+        pool,
+        sqlx::query_as(
+            "SELECT user_code, client_id, scopes, expires_at FROM device_codes \
+         WHERE user_code = $1 AND status = 'pending' AND expires_at > $2",
+        )
+        .bind(user_code)
+        .bind(now),
+        fetch_optional
+    )?;
     row.map(|(user_code, client_id, scopes, expires_at)| {
         Ok(PendingGrant {
             user_code,
@@ -244,31 +249,32 @@ pub async fn find_pending(
 /// Approves (or denies) the live, undecided grant with `user_code` for `user`; whether
 /// there was one. The key is issued when the device next polls.
 pub async fn decide<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     user_code: &str,
     user: &User,
     approve: bool,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let updated = sqlx::query(
-        "UPDATE device_codes SET status = ?, user_id = ?, decided_at = ? \
-         WHERE user_code = ? AND status = 'pending' AND expires_at > ?",
-    )
-    .bind(if approve { "approved" } else { "denied" })
-    .bind(&user.id)
-    .bind(now)
-    .bind(user_code)
-    .bind(now)
-    .execute(executor)
-    .await?
-    .rows_affected();
+    let updated = on!(
+        executor,
+        sqlx::query(
+            "UPDATE device_codes SET status = $1, user_id = $2, decided_at = $3 \
+         WHERE user_code = $4 AND status = 'pending' AND expires_at > $5",
+        )
+        .bind(if approve { "approved" } else { "denied" })
+        .bind(&user.id)
+        .bind(now)
+        .bind(user_code)
+        .bind(now),
+        execute
+    )?;
     Ok(updated > 0)
 }
 
 /// [`decide`], recording who decided from where in the audit log, in one transaction;
 /// whether there was a live, undecided grant with `user_code`.
 pub async fn decide_audited(
-    pool: &SqlitePool,
+    pool: &Pool,
     user_code: &str,
     user: &User,
     approve: bool,
@@ -277,11 +283,11 @@ pub async fn decide_audited(
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    if !decide(&mut *transaction, user_code, user, approve, now).await? {
+    if !decide(&mut transaction, user_code, user, approve, now).await? {
         return Ok(false);
     }
     audit::record(
-        &mut *transaction,
+        &mut transaction,
         actor,
         if approve {
             "device.approve"

@@ -1,9 +1,9 @@
 //! The `identities` table: accounts at sign-in providers, each belonging to one user,
 //! and the rule that turns a provider's answer into a user.
 
+use super::{on, Pool};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::SqlitePool;
 use tandem_shared::Tier;
 
 use super::users::{self, User};
@@ -43,59 +43,64 @@ pub enum Linked {
 /// (provider, subject) is that identity's user whatever its email says now; otherwise the
 /// user with the verified email, or a new user of `new_user_tier`.
 pub async fn sign_in(
-    pool: &SqlitePool,
+    pool: &Pool,
     identity: &VerifiedIdentity,
     new_user_tier: &Tier,
     now: DateTime<Utc>,
 ) -> Result<(User, Linked), DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    let known: Option<(String,)> =
-        sqlx::query_as("SELECT user_id FROM identities WHERE provider = ? AND subject = ?")
+    let known: Option<(String,)> = on!(
+        &mut transaction,
+        sqlx::query_as("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
             .bind(&identity.provider)
-            .bind(&identity.subject)
-            .fetch_optional(&mut *transaction)
-            .await?;
+            .bind(&identity.subject),
+        fetch_optional
+    )?;
     let (user, linked) = match known {
         Some((user_id,)) => {
-            sqlx::query(
-                "UPDATE identities SET email = ?, last_sign_in_at = ? \
-                 WHERE provider = ? AND subject = ?",
-            )
-            .bind(users::normalize_email(&identity.email))
-            .bind(now)
-            .bind(&identity.provider)
-            .bind(&identity.subject)
-            .execute(&mut *transaction)
-            .await?;
+            on!(
+                &mut transaction,
+                sqlx::query(
+                    "UPDATE identities SET email = $1, last_sign_in_at = $2 \
+                 WHERE provider = $3 AND subject = $4",
+                )
+                .bind(users::normalize_email(&identity.email))
+                .bind(now)
+                .bind(&identity.provider)
+                .bind(&identity.subject),
+                execute
+            )?;
             (
-                users::get_by_id(&mut *transaction, &user_id).await?,
+                users::get_by_id(&mut transaction, &user_id).await?,
                 Linked::Existing,
             )
         }
         None => {
-            let existing = users::find_by_email_in(&mut *transaction, &identity.email).await?;
+            let existing = users::find_by_email_in(&mut transaction, &identity.email).await?;
             let (user, linked) = match existing {
                 Some(user) => (user, Linked::NewIdentity),
                 None => (
-                    users::create_in(&mut *transaction, &identity.email, new_user_tier.clone())
+                    users::create_in(&mut transaction, &identity.email, new_user_tier.clone())
                         .await?,
                     Linked::NewUser,
                 ),
             };
-            sqlx::query(
-                "INSERT INTO identities \
+            on!(
+                &mut transaction,
+                sqlx::query(
+                    "INSERT INTO identities \
                  (id, user_id, provider, subject, email, created_at, last_sign_in_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&user.id)
-            .bind(&identity.provider)
-            .bind(&identity.subject)
-            .bind(users::normalize_email(&identity.email))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *transaction)
-            .await?;
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(&user.id)
+                .bind(&identity.provider)
+                .bind(&identity.subject)
+                .bind(users::normalize_email(&identity.email))
+                .bind(now)
+                .bind(now),
+                execute
+            )?;
             (user, linked)
         }
     };
@@ -104,27 +109,24 @@ pub async fn sign_in(
 }
 
 /// The identities linked to a user, oldest first.
-pub async fn list_for_user(pool: &SqlitePool, user_id: &str) -> Result<Vec<Identity>, DbError> {
-    Ok(sqlx::query_as(
-        "SELECT provider, subject, email, created_at, last_sign_in_at FROM identities \
-         WHERE user_id = ? ORDER BY created_at, id",
-    )
-    .bind(user_id)
-    .fetch_all(pool)
-    .await?)
+pub async fn list_for_user(pool: &Pool, user_id: &str) -> Result<Vec<Identity>, DbError> {
+    Ok(on!(
+        pool,
+        sqlx::query_as(
+            "SELECT provider, subject, email, created_at, last_sign_in_at FROM identities \
+         WHERE user_id = $1 ORDER BY created_at, id",
+        )
+        .bind(user_id),
+        fetch_all
+    )?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn pool() -> (tempfile::TempDir, SqlitePool) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::connect(crate::db::options_for_file(&dir.path().join("i.db")))
-            .await
-            .unwrap();
-        crate::db::migrate(&pool).await.unwrap();
-        (dir, pool)
+    async fn pool() -> (crate::db::scratch::ScratchDb, Pool) {
+        crate::db::test_support::temp_db().await
     }
 
     fn identity(provider: &str, subject: &str, email: &str) -> VerifiedIdentity {
@@ -138,7 +140,7 @@ mod tests {
     #[tokio::test]
     async fn first_sign_in_creates_later_ones_link_and_the_subject_decides() {
         let (_dir, pool) = pool().await;
-        let now = Utc::now();
+        let now = crate::db::now();
         let free = Tier::free();
         let (ada, linked) = sign_in(
             &pool,
@@ -192,7 +194,7 @@ mod tests {
     #[tokio::test]
     async fn deleting_the_user_removes_their_identities() {
         let (_dir, pool) = pool().await;
-        let now = Utc::now();
+        let now = crate::db::now();
         let (user, _) = sign_in(
             &pool,
             &identity("github", "1", "a@example.com"),
@@ -204,10 +206,12 @@ mod tests {
         crate::db::account::delete(&pool, &user, &crate::db::audit::Actor::Cli, "cli", now)
             .await
             .unwrap();
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM identities")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let left: i64 = on!(
+            &pool,
+            sqlx::query_scalar("SELECT COUNT(*) FROM identities"),
+            fetch_one
+        )
+        .unwrap();
         assert_eq!(left, 0);
     }
 }

@@ -7,44 +7,50 @@
 
 use chrono::{DateTime, Utc};
 
-use super::DbError;
+use super::{on, DbError, Executor};
 use crate::keys::KeyHash;
 
 /// Stores a new session of `user_id`, refreshable until `expires_at`.
 pub async fn create<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     id: &str,
     user_id: &str,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    sqlx::query("INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+    on!(
+        executor,
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)"
+        )
         .bind(id)
         .bind(user_id)
         .bind(created_at)
-        .bind(expires_at)
-        .execute(executor)
-        .await?;
+        .bind(expires_at),
+        execute
+    )?;
     Ok(())
 }
 
 /// Whether the session `id` of `user_id` is still going at `now`: not ended, not past
 /// its refresh window.
 pub async fn is_active<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     id: &str,
     user_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let active: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM sessions WHERE id = ? AND user_id = ? AND revoked_at IS NULL \
-         AND expires_at > ?",
-    )
-    .bind(id)
-    .bind(user_id)
-    .bind(now)
-    .fetch_optional(executor)
-    .await?;
+    let active: Option<(String,)> = on!(
+        executor,
+        sqlx::query_as(
+            "SELECT id FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL \
+         AND expires_at > $3",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(now),
+        fetch_optional
+    )?;
     Ok(active.is_some())
 }
 
@@ -52,37 +58,33 @@ pub async fn is_active<'e>(
 /// already: its refresh and access tokens stop working, and caches are told (the
 /// `sessions_revoked` trigger moves the auth epoch).
 pub async fn end<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     id: &str,
     because: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE sessions SET revoked_at = ?, revoked_because = ? WHERE id = ? AND revoked_at IS NULL",
+    on!(executor, sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoked_because = $2 WHERE id = $3 AND revoked_at IS NULL",
     )
     .bind(now)
     .bind(because)
-    .bind(id)
-    .execute(executor)
-    .await?;
+    .bind(id), execute)?;
     Ok(())
 }
 
 /// Stores the hash of a refresh token issued for `session_id`.
 pub async fn insert_refresh_token<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     token_hash: &KeyHash,
     session_id: &str,
     issued_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO session_refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
+    on!(executor, sqlx::query(
+        "INSERT INTO session_refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
     )
     .bind(&token_hash.0[..])
     .bind(session_id)
-    .bind(issued_at)
-    .execute(executor)
-    .await?;
+    .bind(issued_at), execute)?;
     Ok(())
 }
 
@@ -102,35 +104,34 @@ pub struct RefreshToken {
 
 /// The refresh token with this hash, with its session; `None` if none was issued.
 pub async fn find_refresh_token<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     token_hash: &KeyHash,
 ) -> Result<Option<RefreshToken>, DbError> {
-    let row = sqlx::query_as(
-        "SELECT t.session_id, t.used_at, s.user_id, s.expires_at, s.revoked_at \
+    let row = on!(
+        executor,
+        sqlx::query_as(
+            "SELECT t.session_id, t.used_at, s.user_id, s.expires_at, s.revoked_at \
              FROM session_refresh_tokens t JOIN sessions s ON s.id = t.session_id \
-             WHERE t.token_hash = ?",
-    )
-    .bind(&token_hash.0[..])
-    .fetch_optional(executor)
-    .await?;
+             WHERE t.token_hash = $1",
+        )
+        .bind(&token_hash.0[..]),
+        fetch_optional
+    )?;
     Ok(row)
 }
 
 /// Marks the refresh token with this hash used at `now` if it was not; whether this call
 /// did. Conditional, so of two racing exchanges only one claims the token.
 pub async fn claim_refresh_token<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     token_hash: &KeyHash,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let claimed = sqlx::query(
-        "UPDATE session_refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+    let claimed = on!(executor, sqlx::query(
+        "UPDATE session_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
     )
     .bind(now)
-    .bind(&token_hash.0[..])
-    .execute(executor)
-    .await?
-    .rows_affected();
+    .bind(&token_hash.0[..]), execute)?;
     Ok(claimed > 0)
 }
 
@@ -148,7 +149,7 @@ mod tests {
         let user = crate::db::users::create(&pool, "ada@example.com", Tier::pro())
             .await
             .unwrap();
-        let now = Utc::now();
+        let now = crate::db::now();
         create(&pool, "s1", &user.id, now, now + Duration::days(1))
             .await
             .unwrap();
@@ -182,11 +183,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(crate::db::auth_epoch(&pool).await.unwrap(), epoch);
-        let (because,): (String,) =
-            sqlx::query_as("SELECT revoked_because FROM sessions WHERE id = 's1'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let (because,): (String,) = on!(
+            &pool,
+            sqlx::query_as("SELECT revoked_because FROM sessions WHERE id = 's1'"),
+            fetch_one
+        )
+        .unwrap();
         assert_eq!(because, "refresh_reuse");
         assert!(!is_active(&pool, "s1", &user.id, now).await.unwrap());
         let found = find_refresh_token(&pool, &hash).await.unwrap().unwrap();

@@ -2,8 +2,8 @@
 //! to a sign-in provider and its return (the PKCE verifier, the nonce, where to go next).
 //! Keyed by the SHA-256 of the `state` parameter; each row is read once.
 
+use super::{on, Pool};
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 
 use super::DbError;
 use crate::keys::KeyHash;
@@ -20,47 +20,52 @@ pub struct SignInAttempt {
 
 /// Remembers an attempt under `state`; expired attempts are swept on the way.
 pub async fn create(
-    pool: &SqlitePool,
+    pool: &Pool,
     state: &str,
     attempt: &SignInAttempt,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    sqlx::query("DELETE FROM sign_in_attempts WHERE expires_at <= ?")
-        .bind(now)
-        .execute(&mut *transaction)
-        .await?;
-    sqlx::query(
-        "INSERT INTO sign_in_attempts \
+    on!(
+        &mut transaction,
+        sqlx::query("DELETE FROM sign_in_attempts WHERE expires_at <= $1").bind(now),
+        execute
+    )?;
+    on!(
+        &mut transaction,
+        sqlx::query(
+            "INSERT INTO sign_in_attempts \
          (state_hash, provider, pkce_verifier, nonce, next_path, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&KeyHash::of(state).0[..])
-    .bind(&attempt.provider)
-    .bind(&attempt.pkce_verifier)
-    .bind(&attempt.nonce)
-    .bind(&attempt.next_path)
-    .bind(now)
-    .bind(attempt.expires_at)
-    .execute(&mut *transaction)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&KeyHash::of(state).0[..])
+        .bind(&attempt.provider)
+        .bind(&attempt.pkce_verifier)
+        .bind(&attempt.nonce)
+        .bind(&attempt.next_path)
+        .bind(now)
+        .bind(attempt.expires_at),
+        execute
+    )?;
     transaction.commit().await?;
     Ok(())
 }
 
 /// Takes the live attempt with `state` out of the table: a `state` works once.
 pub async fn take(
-    pool: &SqlitePool,
+    pool: &Pool,
     state: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<SignInAttempt>, DbError> {
-    let attempt: Option<SignInAttempt> = sqlx::query_as(
-        "DELETE FROM sign_in_attempts WHERE state_hash = ? \
+    let attempt: Option<SignInAttempt> = on!(
+        pool,
+        sqlx::query_as(
+            "DELETE FROM sign_in_attempts WHERE state_hash = $1 \
          RETURNING provider, pkce_verifier, nonce, next_path, expires_at",
-    )
-    .bind(&KeyHash::of(state).0[..])
-    .fetch_optional(pool)
-    .await?;
+        )
+        .bind(&KeyHash::of(state).0[..]),
+        fetch_optional
+    )?;
     Ok(attempt.filter(|attempt| attempt.expires_at > now))
 }
 
@@ -70,12 +75,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_attempt_is_taken_once_and_not_after_it_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::connect(crate::db::options_for_file(&dir.path().join("a.db")))
-            .await
-            .unwrap();
-        crate::db::migrate(&pool).await.unwrap();
-        let now = Utc::now();
+        let (_db, pool) = crate::db::test_support::temp_db().await;
+        let now = crate::db::now();
         let attempt = SignInAttempt {
             provider: "github".into(),
             pkce_verifier: "v".into(),

@@ -1,12 +1,9 @@
 //! Deployment-wide figures over a period, from the `users` and `usage` tables: for the
 //! dashboard and for operators without Prometheus (`GET /admin/stats`).
 
+use super::{on, DbError, Pool, Timestamp};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::SqlitePool;
-
-use super::usage::timestamp;
-use super::DbError;
 
 /// Requests and errors of one feature or provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -41,42 +38,46 @@ pub struct Stats {
     pub latency_ms: Latency,
 }
 
-pub async fn over(
-    pool: &SqlitePool,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<Stats, DbError> {
-    let (from, to) = (timestamp(from), timestamp(to));
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(pool)
-        .await?;
-    let (active_users, requests, errors): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(DISTINCT user_id), COUNT(*), \
-                COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) \
-         FROM usage WHERE created_at >= $1 AND created_at < $2",
-    )
-    .bind(&from)
-    .bind(&to)
-    .fetch_one(pool)
-    .await?;
+pub async fn over(pool: &Pool, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Stats, DbError> {
+    let (from, to) = (Timestamp(from), Timestamp(to));
+    let users: i64 = on!(
+        pool,
+        sqlx::query_scalar("SELECT COUNT(*) FROM users"),
+        fetch_one
+    )?;
+    // Sums cast to BIGINT: PostgreSQL's SUM of integers is NUMERIC.
+    let (active_users, requests, errors): (i64, i64, i64) = on!(
+        pool,
+        sqlx::query_as(
+            "SELECT COUNT(DISTINCT user_id), COUNT(*), \
+                    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             FROM usage WHERE created_at >= $1 AND created_at < $2",
+        )
+        .bind(from)
+        .bind(to),
+        fetch_one
+    )?;
     let breakdown = |column: &str| {
         format!(
             "SELECT {column} AS key, COUNT(*) AS requests, \
-                    COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS errors \
+                    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) \
+                        AS BIGINT) AS errors \
              FROM usage WHERE created_at >= $1 AND created_at < $2 \
-             GROUP BY key ORDER BY requests DESC, key"
+             GROUP BY 1 ORDER BY 2 DESC, 1"
         )
     };
-    let by_feature: Vec<Breakdown> = sqlx::query_as(&breakdown("task"))
-        .bind(&from)
-        .bind(&to)
-        .fetch_all(pool)
-        .await?;
-    let by_provider: Vec<Breakdown> = sqlx::query_as(&breakdown("COALESCE(provider, '-')"))
-        .bind(&from)
-        .bind(&to)
-        .fetch_all(pool)
-        .await?;
+    let by_feature: Vec<Breakdown> = on!(
+        pool,
+        sqlx::query_as(&breakdown("task")).bind(from).bind(to),
+        fetch_all
+    )?;
+    let by_provider: Vec<Breakdown> = on!(
+        pool,
+        sqlx::query_as(&breakdown("COALESCE(provider, '-')"))
+            .bind(from)
+            .bind(to),
+        fetch_all
+    )?;
     // Nearest rank: the value at position ceil(p * n) of the sorted latencies.
     let rank = |fraction: f64| -> i64 {
         let position = (fraction * requests as f64).ceil() as i64;
@@ -87,15 +88,17 @@ pub async fn over(
         let value: Option<i64> = if requests == 0 {
             None
         } else {
-            sqlx::query_scalar(
-                "SELECT latency_ms FROM usage WHERE created_at >= $1 AND created_at < $2 \
-                 ORDER BY latency_ms LIMIT 1 OFFSET $3",
-            )
-            .bind(&from)
-            .bind(&to)
-            .bind(rank(fraction))
-            .fetch_optional(pool)
-            .await?
+            on!(
+                pool,
+                sqlx::query_scalar(
+                    "SELECT latency_ms FROM usage WHERE created_at >= $1 AND created_at < $2 \
+                     ORDER BY latency_ms LIMIT 1 OFFSET $3",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(rank(fraction)),
+                fetch_optional
+            )?
         };
         percentiles.push(value);
     }
@@ -123,11 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn figures_of_a_period() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::connect(crate::db::options_for_file(&dir.path().join("s.db")))
-            .await
-            .unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+        let (_db, pool) = crate::db::test_support::temp_db().await;
         let ada = crate::db::users::create(&pool, "ada@example.com", Tier::pro())
             .await
             .unwrap();
@@ -144,19 +143,21 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            sqlx::query(
-                "INSERT INTO usage (request_id, user_id, key_id, endpoint, task, provider, \
+            on!(
+                &pool,
+                sqlx::query(
+                    "INSERT INTO usage (request_id, user_id, key_id, endpoint, task, provider, \
                  latency_ms, status, created_at) VALUES ($1, $2, 'k', '/v1/x', $3, $4, $5, $6, $7)",
+                )
+                .bind(format!("r{index}"))
+                .bind(&ada.id)
+                .bind(task)
+                .bind(provider)
+                .bind(10 * (index as i64 + 1))
+                .bind(i64::from(status))
+                .bind(Timestamp(at.parse().unwrap())),
+                execute
             )
-            .bind(format!("r{index}"))
-            .bind(&ada.id)
-            .bind(task)
-            .bind(provider)
-            .bind(10 * (index as i64 + 1))
-            .bind(status)
-            .bind(at)
-            .execute(&pool)
-            .await
             .unwrap();
         }
         let from = "2026-12-01T00:00:00Z".parse().unwrap();

@@ -1,9 +1,8 @@
 //! The `usage` table: one row per request, written in batches, read as summaries.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use chrono::{DateTime, Utc};
 
-use super::{api_keys, DbError};
+use super::{api_keys, on, Backend, DbError, Pool, Timestamp};
 
 /// One request, as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,46 +22,69 @@ pub struct UsageRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// The fixed-width text form stored, so rows sort and compare as text.
-pub fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Most rows in one INSERT statement (SQLite allows 32,766 bound parameters; 13 a row).
+/// Most rows in one INSERT statement (SQLite allows 32,766 bound parameters,
+/// PostgreSQL 65,535; 13 a row).
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// Columns of an inserted row.
+const COLUMNS: usize = 13;
+
+/// `($1, …, $13), ($14, …)`: the VALUES of an insert of `rows` rows.
+fn values_placeholders(rows: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let columns: Vec<String> = (1..=COLUMNS)
+                .map(|column| format!("${}", row * COLUMNS + column))
+                .collect();
+            format!("({})", columns.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Inserts `records` and moves each `(key id, time)` of `touched` to the key's
 /// `last_used_at` (never backwards), in one transaction.
 pub async fn write_batch(
-    pool: &SqlitePool,
+    pool: &Pool,
     records: &[UsageRecord],
     touched: &[(String, DateTime<Utc>)],
 ) -> Result<(), DbError> {
-    let mut transaction = super::begin_write(pool).await?;
+    // Plain inserts and forward-only updates: no need to serialise with other writers.
+    let mut transaction = super::begin(pool).await?;
     for (key_id, at) in touched {
-        api_keys::touch_last_used(&mut *transaction, key_id, *at).await?;
+        api_keys::touch_last_used(&mut transaction, key_id, *at).await?;
     }
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+        let sql = format!(
             "INSERT INTO usage (request_id, user_id, key_id, endpoint, task, provider, model, \
-             prompt_tokens, completion_tokens, latency_ms, status, cost_usd, created_at) ",
+             prompt_tokens, completion_tokens, latency_ms, status, cost_usd, created_at) \
+             VALUES {}",
+            values_placeholders(chunk.len())
         );
-        query.push_values(chunk, |mut row, record| {
-            row.push_bind(&record.request_id)
-                .push_bind(&record.user_id)
-                .push_bind(&record.key_id)
-                .push_bind(&record.endpoint)
-                .push_bind(&record.task)
-                .push_bind(&record.provider)
-                .push_bind(&record.model)
-                .push_bind(i64::from(record.prompt_tokens))
-                .push_bind(i64::from(record.completion_tokens))
-                .push_bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
-                .push_bind(i64::from(record.status))
-                .push_bind(record.cost_usd)
-                .push_bind(timestamp(record.created_at));
-        });
-        query.build().execute(&mut *transaction).await?;
+        on!(
+            &mut transaction,
+            {
+                let mut query = sqlx::query(&sql);
+                for record in chunk {
+                    query = query
+                        .bind(&record.request_id)
+                        .bind(&record.user_id)
+                        .bind(&record.key_id)
+                        .bind(&record.endpoint)
+                        .bind(&record.task)
+                        .bind(&record.provider)
+                        .bind(&record.model)
+                        .bind(i64::from(record.prompt_tokens))
+                        .bind(i64::from(record.completion_tokens))
+                        .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
+                        .bind(i64::from(record.status))
+                        .bind(record.cost_usd)
+                        .bind(Timestamp(record.created_at));
+                }
+                query
+            },
+            execute
+        )?;
     }
     transaction.commit().await?;
     Ok(())
@@ -78,21 +100,26 @@ pub struct UsedSince {
 }
 
 pub async fn used_since(
-    pool: &SqlitePool,
+    pool: &Pool,
     user_id: &str,
     hour_start: DateTime<Utc>,
     day_start: DateTime<Utc>,
 ) -> Result<UsedSince, DbError> {
-    let (hour, day, tokens): (i64, i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(created_at >= ?), 0), COUNT(*), \
-                COALESCE(SUM(prompt_tokens + completion_tokens), 0) \
-         FROM usage WHERE user_id = ? AND created_at >= ? AND status < 400",
-    )
-    .bind(timestamp(hour_start))
-    .bind(user_id)
-    .bind(timestamp(day_start))
-    .fetch_one(pool)
-    .await?;
+    // Sums cast to BIGINT: PostgreSQL's SUM of a BIGINT column is NUMERIC.
+    let (hour, day, tokens): (i64, i64, i64) = on!(
+        pool,
+        sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END), 0) \
+                         AS BIGINT), \
+                    COUNT(*), \
+                    CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) \
+             FROM usage WHERE user_id = $2 AND created_at >= $3 AND status < 400",
+        )
+        .bind(Timestamp(hour_start))
+        .bind(user_id)
+        .bind(Timestamp(day_start)),
+        fetch_one
+    )?;
     let count = |value: i64| u64::try_from(value).unwrap_or(0);
     Ok(UsedSince {
         requests_since_hour: count(hour),
@@ -123,41 +150,52 @@ pub struct UsageGroup {
 
 /// A user's usage in `[from, to)`, grouped, in key order.
 pub async fn summary(
-    pool: &SqlitePool,
+    pool: &Pool,
     user_id: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     group_by: GroupBy,
 ) -> Result<Vec<UsageGroup>, DbError> {
     let key = match group_by {
-        GroupBy::Day => "substr(created_at, 1, 10)",
+        GroupBy::Day => created_day(pool.backend()),
         GroupBy::Model => "COALESCE(model, '-')",
     };
     let sql = format!(
         "SELECT {key} AS key, COUNT(*) AS requests, \
-                COALESCE(SUM(status >= 400), 0) AS errors, \
-                COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens, \
-                COALESCE(SUM(completion_tokens), 0) AS completion_tokens, \
-                COALESCE(SUM(cost_usd), 0.0) AS cost_usd \
-         FROM usage WHERE user_id = ? AND created_at >= ? AND created_at < ? \
-         GROUP BY key ORDER BY key"
+                CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                    AS errors, \
+                CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+                CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+                CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS cost_usd \
+         FROM usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3 \
+         GROUP BY 1 ORDER BY 1"
     );
-    Ok(sqlx::query_as(&sql)
-        .bind(user_id)
-        .bind(timestamp(from))
-        .bind(timestamp(to))
-        .fetch_all(pool)
-        .await?)
+    Ok(on!(
+        pool,
+        sqlx::query_as(&sql)
+            .bind(user_id)
+            .bind(Timestamp(from))
+            .bind(Timestamp(to)),
+        fetch_all
+    )?)
+}
+
+/// SQL for the UTC day (`YYYY-MM-DD`) of `usage.created_at`.
+pub(crate) fn created_day(backend: Backend) -> &'static str {
+    match backend {
+        // The fixed-width text's first ten characters (see [`Timestamp`]).
+        Backend::Sqlite => "substr(created_at, 1, 10)",
+        Backend::Postgres => "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    }
 }
 
 /// Number of rows of a user (tests and administration).
-pub async fn count_for_user(pool: &SqlitePool, user_id: &str) -> Result<i64, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_one(pool)
-            .await?,
-    )
+pub async fn count_for_user(pool: &Pool, user_id: &str) -> Result<i64, DbError> {
+    Ok(on!(
+        pool,
+        sqlx::query_scalar("SELECT COUNT(*) FROM usage WHERE user_id = $1").bind(user_id),
+        fetch_one
+    )?)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The `users` table.
 
+use super::{on, Executor, Pool};
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 use tandem_shared::Tier;
 
 use super::{is_unique_violation, DbError};
@@ -48,13 +48,13 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 /// Creates a user; [`DbError::DuplicateUser`] when the email is taken.
-pub async fn create(pool: &SqlitePool, email: &str, tier: Tier) -> Result<User, DbError> {
+pub async fn create(pool: &Pool, email: &str, tier: Tier) -> Result<User, DbError> {
     create_in(pool, email, tier).await
 }
 
 /// [`create`] on any executor, such as the transaction of a first sign-in.
 pub async fn create_in<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     email: &str,
     tier: Tier,
 ) -> Result<User, DbError> {
@@ -62,15 +62,17 @@ pub async fn create_in<'e>(
         id: uuid::Uuid::now_v7().to_string(),
         email: normalize_email(email),
         tier,
-        created_at: Utc::now(),
+        created_at: crate::db::now(),
     };
-    let result = sqlx::query("INSERT INTO users (id, email, tier, created_at) VALUES (?, ?, ?, ?)")
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(user.tier.as_str())
-        .bind(user.created_at)
-        .execute(executor)
-        .await;
+    let result = on!(
+        executor,
+        sqlx::query("INSERT INTO users (id, email, tier, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(user.tier.as_str())
+            .bind(user.created_at),
+        execute
+    );
     match result {
         Ok(_) => Ok(user),
         Err(error) if is_unique_violation(&error) => Err(DbError::DuplicateUser(user.email)),
@@ -79,53 +81,53 @@ pub async fn create_in<'e>(
 }
 
 /// The user with this email, if any.
-pub async fn find_by_email(pool: &SqlitePool, email: &str) -> Result<Option<User>, DbError> {
+pub async fn find_by_email(pool: &Pool, email: &str) -> Result<Option<User>, DbError> {
     find_by_email_in(pool, email).await
 }
 
 /// [`find_by_email`] on any executor.
 pub async fn find_by_email_in<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     email: &str,
 ) -> Result<Option<User>, DbError> {
-    let row: Option<UserRow> =
-        sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE email = ?")
-            .bind(normalize_email(email))
-            .fetch_optional(executor)
-            .await?;
+    let row: Option<UserRow> = on!(
+        executor,
+        sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE email = $1")
+            .bind(normalize_email(email)),
+        fetch_optional
+    )?;
     row.map(User::try_from).transpose()
 }
 
 /// The user with this id; [`DbError::UnknownUser`] (naming the id) when there is none.
-pub async fn get_by_id<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    id: &str,
-) -> Result<User, DbError> {
-    let row: Option<UserRow> =
-        sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(executor)
-            .await?;
+pub async fn get_by_id<'e>(executor: impl Into<Executor<'e>>, id: &str) -> Result<User, DbError> {
+    let row: Option<UserRow> = on!(
+        executor,
+        sqlx::query_as("SELECT id, email, tier, created_at FROM users WHERE id = $1").bind(id),
+        fetch_optional
+    )?;
     row.map(User::try_from)
         .transpose()?
         .ok_or_else(|| DbError::UnknownUser(id.to_owned()))
 }
 
 /// Like [`find_by_email`], but a missing user is [`DbError::UnknownUser`].
-pub async fn get_by_email(pool: &SqlitePool, email: &str) -> Result<User, DbError> {
+pub async fn get_by_email(pool: &Pool, email: &str) -> Result<User, DbError> {
     find_by_email(pool, email)
         .await?
         .ok_or_else(|| DbError::UnknownUser(normalize_email(email)))
 }
 
 /// Moves the user with this email to `tier`; returns the user as now stored.
-pub async fn set_tier(pool: &SqlitePool, email: &str, tier: &Tier) -> Result<User, DbError> {
-    let result = sqlx::query("UPDATE users SET tier = ? WHERE email = ?")
-        .bind(tier.as_str())
-        .bind(normalize_email(email))
-        .execute(pool)
-        .await?;
-    if result.rows_affected() == 0 {
+pub async fn set_tier(pool: &Pool, email: &str, tier: &Tier) -> Result<User, DbError> {
+    let result = on!(
+        pool,
+        sqlx::query("UPDATE users SET tier = $1 WHERE email = $2")
+            .bind(tier.as_str())
+            .bind(normalize_email(email)),
+        execute
+    )?;
+    if result == 0 {
         return Err(DbError::UnknownUser(normalize_email(email)));
     }
     get_by_email(pool, email).await
@@ -133,21 +135,21 @@ pub async fn set_tier(pool: &SqlitePool, email: &str, tier: &Tier) -> Result<Use
 
 /// Number of users.
 /// Users in creation order, `limit` of them after the first `offset`.
-pub async fn list(pool: &SqlitePool, offset: u32, limit: u32) -> Result<Vec<User>, DbError> {
-    let rows: Vec<UserRow> = sqlx::query_as(
-        "SELECT id, email, tier, created_at FROM users ORDER BY created_at, id LIMIT ? OFFSET ?",
+pub async fn list(pool: &Pool, offset: u32, limit: u32) -> Result<Vec<User>, DbError> {
+    let rows: Vec<UserRow> = on!(pool, sqlx::query_as(
+        "SELECT id, email, tier, created_at FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2",
     )
     .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(pool)
-    .await?;
+    .bind(i64::from(offset)), fetch_all)?;
     rows.into_iter().map(User::try_from).collect()
 }
 
-pub async fn count(pool: &SqlitePool) -> Result<i64, DbError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(pool)
-        .await?)
+pub async fn count(pool: &Pool) -> Result<i64, DbError> {
+    Ok(on!(
+        pool,
+        sqlx::query_scalar("SELECT COUNT(*) FROM users"),
+        fetch_one
+    )?)
 }
 
 #[cfg(test)]

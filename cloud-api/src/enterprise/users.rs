@@ -8,8 +8,8 @@
 //! a user on another tier is moved to the token's. Linking and moving are audited, once
 //! each, not on every request.
 
+use crate::db::Pool;
 use serde_json::json;
-use sqlx::SqlitePool;
 use tandem_shared::Tier;
 
 use super::{EnterpriseIdentity, EnterpriseVerifier};
@@ -54,7 +54,7 @@ fn caller(user: User, identity: &EnterpriseIdentity) -> AuthUser {
 /// The user `identity` (verified, from the provider whose `iss` is `issuer`) speaks for:
 /// signed in through the identities table, then moved to the token's tier if on another.
 pub async fn user_for(
-    db: &SqlitePool,
+    db: &Pool,
     issuer: &str,
     identity: &EnterpriseIdentity,
     source: &str,
@@ -123,7 +123,7 @@ pub async fn user_for(
 /// editor opening several files) are serialised by its write transaction: one creates the
 /// user, the others find it.
 async fn sign_in(
-    db: &SqlitePool,
+    db: &Pool,
     identity: &VerifiedIdentity,
     new_user_tier: &Tier,
 ) -> Result<(User, Linked), AppError> {
@@ -134,7 +134,7 @@ async fn sign_in(
 
 /// Appends an audit entry about `user`, acted on through their identity provider token.
 async fn record(
-    db: &SqlitePool,
+    db: &Pool,
     identity: &EnterpriseIdentity,
     user: &User,
     action: &str,

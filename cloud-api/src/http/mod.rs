@@ -492,7 +492,7 @@ mod tests {
     use crate::providers::ProviderRegistry;
 
     fn state() -> AppState {
-        let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
+        let pool = crate::db::Pool::unused();
         AppState::with_providers(
             Config::default(),
             pool,
@@ -538,7 +538,7 @@ mod tests {
     async fn host_patterns_match_names_and_subdomains() {
         let mut config = Config::default();
         config.http.allowed_hosts = vec!["Tandem.example.com".into(), ".corp.example".into()];
-        let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").unwrap();
+        let pool = crate::db::Pool::unused();
         let state =
             AppState::with_providers(config, pool, ProviderRegistry::from_providers(vec![]));
         let checks = RequestChecks::new(&state);

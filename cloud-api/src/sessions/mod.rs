@@ -30,6 +30,7 @@
 
 mod key_material;
 
+use crate::db::{Executor, Pool};
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -37,7 +38,6 @@ use p256::elliptic_curve::zeroize::Zeroizing;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
-use sqlx::SqlitePool;
 
 use self::key_material::{keyed_hmac, read_private_key, AsymmetricKey, PublicJwk};
 pub use self::key_material::{KeyOrigin, KeyProblem, MIN_RSA_BITS};
@@ -298,21 +298,21 @@ impl SessionSigner {
     /// Starts a session for `user` (after they signed in).
     pub async fn start(
         &self,
-        pool: &SqlitePool,
+        pool: &Pool,
         user: &User,
         now: DateTime<Utc>,
     ) -> Result<IssuedTokens, SessionError> {
         let session_id = uuid::Uuid::now_v7().to_string();
         let mut transaction = crate::db::begin_write(pool).await?;
         db::sessions::create(
-            &mut *transaction,
+            &mut transaction,
             &session_id,
             &user.id,
             now,
             now + self.refresh_ttl,
         )
         .await?;
-        let refresh_token = issue_refresh_token(&mut *transaction, &session_id, now).await?;
+        let refresh_token = issue_refresh_token(&mut transaction, &session_id, now).await?;
         transaction.commit().await?;
         let (access_token, access_expires_at) = self.access_token(&user.id, &session_id, now)?;
         Ok(IssuedTokens {
@@ -379,7 +379,7 @@ impl SessionSigner {
     /// A verified access token whose session is still going.
     pub async fn authenticate(
         &self,
-        pool: &SqlitePool,
+        pool: &Pool,
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<AccessClaims, SessionError> {
@@ -394,13 +394,13 @@ impl SessionSigner {
     /// Exchanges a refresh token for a new pair. A token used before ends its session.
     pub async fn refresh(
         &self,
-        pool: &SqlitePool,
+        pool: &Pool,
         refresh_token: &str,
         now: DateTime<Utc>,
     ) -> Result<IssuedTokens, SessionError> {
         let hash = KeyHash::of(refresh_token);
         let mut transaction = crate::db::begin_write(pool).await?;
-        let row = db::sessions::find_refresh_token(&mut *transaction, &hash).await?;
+        let row = db::sessions::find_refresh_token(&mut transaction, &hash).await?;
         let Some(db::sessions::RefreshToken {
             session_id,
             used_at,
@@ -415,14 +415,14 @@ impl SessionSigner {
             return Err(SessionError::Ended);
         }
         // Claimed conditionally, so two racing exchanges cannot both win.
-        let claimed = db::sessions::claim_refresh_token(&mut *transaction, &hash, now).await?;
+        let claimed = db::sessions::claim_refresh_token(&mut transaction, &hash, now).await?;
         if used_at.is_some() || !claimed {
-            db::sessions::end(&mut *transaction, &session_id, "refresh_reuse", now).await?;
+            db::sessions::end(&mut transaction, &session_id, "refresh_reuse", now).await?;
             transaction.commit().await?;
             tracing::warn!(%session_id, "refresh token used twice; session ended");
             return Err(SessionError::RefreshReused);
         }
-        let refresh_token = issue_refresh_token(&mut *transaction, &session_id, now).await?;
+        let refresh_token = issue_refresh_token(&mut transaction, &session_id, now).await?;
         transaction.commit().await?;
         let (access_token, access_expires_at) = self.access_token(&user_id, &session_id, now)?;
         Ok(IssuedTokens {
@@ -442,17 +442,13 @@ fn lifetime(value: Option<Duration>, setting: &str) -> Result<Duration, SessionE
 }
 
 /// Ends a session (sign-out): its refresh tokens and access tokens stop working.
-pub async fn sign_out(
-    pool: &SqlitePool,
-    session_id: &str,
-    now: DateTime<Utc>,
-) -> Result<(), DbError> {
+pub async fn sign_out(pool: &Pool, session_id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
     db::sessions::end(pool, session_id, "sign_out", now).await
 }
 
 /// Makes a refresh token for `session_id` and stores its hash.
 async fn issue_refresh_token<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+    executor: impl Into<Executor<'e>>,
     session_id: &str,
     now: DateTime<Utc>,
 ) -> Result<String, DbError> {
@@ -546,12 +542,8 @@ mod tests {
         header
     }
 
-    async fn pool_with_user() -> (tempfile::TempDir, SqlitePool, User) {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = crate::db::connect(crate::db::options_for_file(&dir.path().join("s.db")))
-            .await
-            .unwrap();
-        crate::db::migrate(&pool).await.unwrap();
+    async fn pool_with_user() -> (crate::db::scratch::ScratchDb, Pool, User) {
+        let (dir, pool) = crate::db::test_support::temp_db().await;
         let user = crate::db::users::create(&pool, "ada@example.com", Tier::pro())
             .await
             .unwrap();

@@ -29,18 +29,16 @@ pub struct TestApp {
     /// A valid key of `user@example.com` (tier pro).
     pub key: String,
     pub key_id: String,
-    _dir: tempfile::TempDir,
+    /// The database, on the backend `TANDEM_TEST_DATABASE_URL` chooses; removed on drop.
+    pub db: db::scratch::ScratchDb,
 }
 
 impl TestApp {
     /// `config` is TOML text, as in a `--config` file.
     pub async fn new(config: &str) -> TestApp {
         let config = Config::parse_str(config).expect("test config is valid");
-        let dir = tempfile::tempdir().unwrap();
-        let pool = db::connect(db::options_for_file(&dir.path().join("tandem.sqlite")))
-            .await
-            .unwrap();
-        db::migrate(&pool).await.unwrap();
+        let scratch = db::scratch::ScratchDb::new().await.unwrap();
+        let pool = scratch.pool().await.unwrap();
         let user = users::create(&pool, "user@example.com", Tier::pro())
             .await
             .unwrap();
@@ -55,7 +53,7 @@ impl TestApp {
             state,
             key: key.secret,
             key_id: stored.id,
-            _dir: dir,
+            db: scratch,
         }
     }
 

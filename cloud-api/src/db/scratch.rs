@@ -1,0 +1,112 @@
+//! Throwaway databases for tests and load runs: a SQLite file in a temporary directory,
+//! or a fresh schema on a PostgreSQL server, so tests run on either backend without
+//! seeing each other's rows.
+
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions as _, Connection as _};
+
+use super::{connect, migrate, options_for_file, ConnectOptions, DbError, Pool};
+
+/// The environment variable naming the PostgreSQL server tests use instead of SQLite
+/// (`postgres://USER@HOST/DATABASE`); unset, tests use SQLite files.
+pub const TEST_DATABASE_URL: &str = "TANDEM_TEST_DATABASE_URL";
+
+/// A scratch database; dropping it removes it (the directory, or the schema).
+#[derive(Debug)]
+pub struct ScratchDb {
+    /// How to connect to it, for a server or a CLI under test.
+    pub options: ConnectOptions,
+    /// A URL for it, for processes configured by URL.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Directory(#[allow(dead_code)] tempfile::TempDir),
+    Schema {
+        server: Box<PgConnectOptions>,
+        schema: String,
+    },
+}
+
+impl ScratchDb {
+    /// A new empty database on the backend [`TEST_DATABASE_URL`] chooses.
+    pub async fn new() -> Result<ScratchDb, DbError> {
+        match std::env::var(TEST_DATABASE_URL) {
+            Ok(url) if !url.is_empty() => ScratchDb::postgres(&url).await,
+            _ => Ok(ScratchDb::sqlite()),
+        }
+    }
+
+    /// A SQLite file in a new temporary directory.
+    pub fn sqlite() -> ScratchDb {
+        let directory = tempfile::tempdir().expect("a temporary directory can be created");
+        let path = directory.path().join("tandem.sqlite");
+        ScratchDb {
+            options: options_for_file(&path),
+            url: format!("sqlite://{}", path.display()),
+            cleanup: Cleanup::Directory(directory),
+        }
+    }
+
+    /// A new schema on the PostgreSQL server at `url`; connections to it see only it.
+    pub async fn postgres(url: &str) -> Result<ScratchDb, DbError> {
+        let server = PgConnectOptions::from_str(url)?;
+        let schema = format!("scratch_{}", uuid::Uuid::new_v4().simple());
+        let mut connection = server.connect().await?;
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut connection)
+            .await?;
+        connection.close().await?;
+        let search_path = [("search_path", schema.as_str())];
+        let mut scoped = url::Url::parse(url).map_err(|_| DbError::UnsupportedUrl(url.into()))?;
+        scoped
+            .query_pairs_mut()
+            .append_pair("options", &format!("-c search_path={schema}"));
+        Ok(ScratchDb {
+            options: ConnectOptions::Postgres(server.clone().options(search_path)),
+            url: scoped.to_string(),
+            cleanup: Cleanup::Schema {
+                server: Box::new(server),
+                schema,
+            },
+        })
+    }
+
+    /// Opens and migrates it.
+    pub async fn pool(&self) -> Result<Pool, DbError> {
+        let pool = connect(self.options.clone()).await?;
+        migrate(&pool).await?;
+        Ok(pool)
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let Cleanup::Schema { server, schema } = &self.cleanup else {
+            return;
+        };
+        let (server, schema) = ((**server).clone(), schema.clone());
+        // Drop cannot await, and may run inside a runtime: a thread of its own, not
+        // waited for. Waiting would block the runtime whose tasks still have to return
+        // the test's connections (and roll back what they left open), which the DROP
+        // waits for. A schema left behind by a process that exits first is harmless.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut connection = server.connect().await.ok()?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut connection)
+                    .await
+                    .ok()?;
+                connection.close().await.ok()
+            })
+        });
+    }
+}
