@@ -59,6 +59,12 @@ struct LimitLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    /// `admit`, `status`, `settle` or `refund`.
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TokenLabels {
     provider: String,
     /// `prompt` or `completion`.
@@ -104,6 +110,10 @@ pub struct Metrics {
     breaker_state: Family<BreakerLabels, Gauge>,
     consecutive_failures: Family<ProviderLabels, Gauge>,
     rate_limited: Family<LimitLabels, Counter>,
+    rate_limit_fallbacks: Family<OperationLabels, Counter>,
+    /// Registered only when `[redis]` is configured ([`Metrics::register_redis`]): a 0
+    /// from a server without Redis would read as an outage.
+    redis_up: Gauge,
     tokens: Family<TokenLabels, Counter>,
     streams: Family<EndingLabels, Counter>,
     key_cache: Family<ResultLabels, Counter>,
@@ -134,6 +144,8 @@ impl Metrics {
             breaker_state: Family::default(),
             consecutive_failures: Family::default(),
             rate_limited: Family::default(),
+            rate_limit_fallbacks: Family::default(),
+            redis_up: Gauge::default(),
             tokens: Family::default(),
             streams: Family::default(),
             key_cache: Family::default(),
@@ -175,6 +187,12 @@ impl Metrics {
             "rate_limit_rejections",
             "Requests refused with 429, by the limit that refused them",
             metrics.rate_limited.clone(),
+        );
+        registry.register(
+            "rate_limit_fallbacks",
+            "Rate-limit calls to Redis that failed or timed out, by operation: admit and status \
+             were decided by the per-instance fallback, settle and refund were dropped",
+            metrics.rate_limit_fallbacks.clone(),
         );
         registry.register(
             "usage_tokens",
@@ -255,6 +273,28 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&LimitLabels { limit })
             .inc();
+    }
+
+    /// Adds `tandem_redis_up`, for a server whose limits are in Redis.
+    pub fn register_redis(&mut self) {
+        self.registry.register(
+            "redis_up",
+            "1 while Redis answers the rate limiter, 0 while it does not (limits per instance)",
+            self.redis_up.clone(),
+        );
+    }
+
+    /// A Redis call of the rate limiter failed or timed out during `operation` (`admit`,
+    /// `status`, `settle`, `refund`).
+    pub fn rate_limit_fallback(&self, operation: &'static str) {
+        self.rate_limit_fallbacks
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+    }
+
+    /// Whether Redis answered the last call.
+    pub fn redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
     }
 
     /// The tokens of an answered request.
@@ -367,5 +407,25 @@ mod tests {
             assert!(text.contains(line), "`{line}` missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // Without Redis configured there is no Redis gauge to read as an outage.
+        assert!(!text.contains("tandem_redis_up"), "{text}");
+    }
+
+    #[test]
+    fn redis_gauge_and_fallbacks_once_redis_is_configured() {
+        let mut metrics = Metrics::new();
+        metrics.register_redis();
+        metrics.redis_up(true);
+        let text = metrics.render(&[], 1, 1);
+        assert!(text.contains("tandem_redis_up 1"), "{text}");
+        metrics.redis_up(false);
+        metrics.rate_limit_fallback("admit");
+        metrics.rate_limit_fallback("admit");
+        let text = metrics.render(&[], 1, 1);
+        assert!(text.contains("tandem_redis_up 0"), "{text}");
+        assert!(
+            text.contains(r#"tandem_rate_limit_fallbacks_total{operation="admit"} 2"#),
+            "{text}"
+        );
     }
 }

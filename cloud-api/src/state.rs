@@ -11,7 +11,7 @@ use crate::extract::CachedKey;
 use crate::keys::KeyHash;
 use crate::metrics::Metrics;
 use crate::providers::{Provider, ProviderRegistry, ProviderSetupError};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::Limits;
 use crate::routing::ProviderRouter;
 use crate::tiers::{TierPolicy, Tiers};
 use crate::usage::UsageRecorder;
@@ -34,8 +34,8 @@ pub struct AppState {
     pub(crate) key_cache: Option<Arc<Cache<KeyHash, CachedKey>>>,
     /// The deployment's tiers, resolved from the configuration.
     pub tiers: Arc<Tiers>,
-    /// Rate limits and quotas of this instance.
-    pub limiter: Arc<RateLimiter>,
+    /// Rate limits and quotas: in Redis with `[redis] url`, of this instance without.
+    pub limits: Arc<Limits>,
     /// Usage records, committed in batches (group commit).
     pub usage: UsageRecorder,
     /// Which providers answer which tier and task, with fallback and circuit breakers.
@@ -195,8 +195,18 @@ impl AppState {
         if !watched.is_empty() {
             tokio::spawn(watch_auth_epoch(db.clone(), watched));
         }
-        let limiter = RateLimiter::new(&tiers);
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if config.redis.url.is_some() {
+            metrics.register_redis();
+        }
+        let metrics = Arc::new(metrics);
+        // `Config::load` validated the URL; one built in code that was not gets limits per
+        // instance, loudly, as with the tiers above.
+        let limits =
+            Limits::from_config(&tiers, &config.redis, metrics.clone()).unwrap_or_else(|error| {
+                tracing::error!(%error, "unusable [redis] configuration; limits are per instance");
+                Limits::local(&tiers)
+            });
         let usage = UsageRecorder::spawn(db.clone(), metrics.clone());
         let router = ProviderRouter::from_config(&config, &providers);
         AppState {
@@ -205,7 +215,7 @@ impl AppState {
             providers: Arc::new(providers),
             key_cache,
             tiers: Arc::new(tiers),
-            limiter: Arc::new(limiter),
+            limits: Arc::new(limits),
             usage,
             router: Arc::new(router),
             metrics,

@@ -17,8 +17,9 @@
 //! values count as unset. Arrays of tables (`[[providers]]`, `[[auth.identity_providers]]`)
 //! are file-only. Only `TANDEM_*` names with `__` are configuration; the project's other
 //! variables (`TANDEM_LOG`, `TANDEM_SERVER`, ...) never are, nor is a variable a `*_env` key
-//! names (it holds a secret, not a setting). The top-level keys keep their historical
-//! names, `TANDEM_BIND` and `TANDEM_DATABASE_URL`.
+//! names (it holds a secret, not a setting). A few keys also have a short name of their own
+//! ([`ENV_ALIASES`]): `TANDEM_BIND`, `TANDEM_DATABASE_URL` and `TANDEM_REDIS_URL`, the names
+//! deployments already use.
 
 use std::fmt;
 use std::path::Path;
@@ -31,10 +32,12 @@ use super::{Config, ConfigError};
 pub const ENV_PREFIX: &str = "TANDEM_";
 /// Separator between the levels of a key in a variable name.
 pub const ENV_SEPARATOR: &str = "__";
-/// The variables of top-level keys, which have no `__`.
-pub const ENV_TOP_LEVEL: [(&str, &str); 2] = [
+/// Variables with a name of their own, and the dotted key each sets. They are read like
+/// any other variable, and when both are set the `__` form of the same key wins.
+pub const ENV_ALIASES: [(&str, &str); 3] = [
     ("TANDEM_BIND", "bind"),
     ("TANDEM_DATABASE_URL", "database_url"),
+    ("TANDEM_REDIS_URL", "redis.url"),
 ];
 
 /// Where a setting above the config file came from.
@@ -141,11 +144,11 @@ impl Layers {
             if text.trim().is_empty() {
                 continue;
             }
-            let key = if let Some((_, key)) = ENV_TOP_LEVEL
+            let key = if let Some((_, key)) = ENV_ALIASES
                 .iter()
                 .find(|(name, _)| *name == variable.as_str())
             {
-                vec![(*key).to_owned()]
+                key.split('.').map(str::to_owned).collect()
             } else {
                 match variable.strip_prefix(ENV_PREFIX) {
                     Some(rest) if rest.contains(ENV_SEPARATOR) => {
@@ -788,6 +791,60 @@ mod tests {
             &[("TANDEM_ENTERPRISE__AUDIENCE", "tandem")],
         );
         assert_eq!(config.enterprise.unwrap().audience, "tandem");
+    }
+
+    #[test]
+    fn redis_url_has_a_name_of_its_own() {
+        let config = resolve("", &[("TANDEM_REDIS_URL", "redis://cache.internal:6379/0")]);
+        assert_eq!(
+            config.redis.url.as_deref(),
+            Some("redis://cache.internal:6379/0")
+        );
+        // Over the file, and under the `__` form of the same key.
+        let file = "[redis]\nurl = \"redis://file:6379\"\ninstances = 3\n";
+        let config = resolve(file, &[("TANDEM_REDIS_URL", "redis://env:6379")]);
+        assert_eq!(config.redis.url.as_deref(), Some("redis://env:6379"));
+        assert_eq!(config.redis.instances, 3);
+        let config = resolve(
+            file,
+            &[
+                ("TANDEM_REDIS_URL", "redis://env:6379"),
+                ("TANDEM_REDIS__URL", "redis://sectioned:6379"),
+            ],
+        );
+        assert_eq!(config.redis.url.as_deref(), Some("redis://sectioned:6379"));
+        // A refused value names the variable, with the password masked.
+        let message = refused("", &[("TANDEM_REDIS_URL", "http://:hunter2@cache:6379")]);
+        assert_eq!(
+            message,
+            "invalid config: redis.url must start with redis://, rediss:// or unix://, got \
+             `http://:***@cache:6379` (set by environment variable TANDEM_REDIS_URL)"
+        );
+    }
+
+    #[test]
+    fn the_redis_password_is_masked() {
+        let table = layers(
+            "",
+            &[
+                ("TANDEM_REDIS_URL", "redis://:hunter2@cache.internal:6379/0"),
+                ("TANDEM_REDIS__INSTANCES", "3"),
+            ],
+        )
+        .unwrap()
+        .merged()
+        .unwrap();
+        let shown = toml::to_string(&masked(&table)).unwrap();
+        insta::assert_snapshot!(shown, @r#"
+        [redis]
+        instances = 3
+        url = "redis://:***@cache.internal:6379/0"
+        "#);
+        let table: Table =
+            toml::from_str("[redis]\nurl = \"rediss://default:hunter2@cache:6380\"\n").unwrap();
+        let shown = toml::to_string(&masked(&table)).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("rediss://default:***@cache:6380"), "{shown}");
     }
 
     #[test]

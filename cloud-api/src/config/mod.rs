@@ -18,6 +18,7 @@ use crate::tiers::Tiers;
 pub mod http;
 mod identity;
 pub mod layers;
+pub mod redis;
 
 pub use identity::{
     EnterpriseConfig, IdentityProviderConfig, IdentityProviderKind, RoleGrant, SessionAlgorithm,
@@ -95,6 +96,9 @@ pub struct Config {
     /// `[logging]`: the log format.
     #[serde(default)]
     pub logging: http::LoggingConfig,
+    /// `[redis]`: rate limits and quotas shared between instances; per instance without.
+    #[serde(default)]
+    pub redis: redis::RedisConfig,
 }
 
 /// `[metrics]`: whether `GET /metrics` is served, and to whom.
@@ -793,6 +797,7 @@ impl Config {
             }
         }
         self.http.validate()?;
+        self.redis.validate()?;
         let tiers = self.tiers()?;
         self.validate_identity(&tiers)?;
         for (model, price) in &self.prices {

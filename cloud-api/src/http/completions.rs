@@ -19,6 +19,7 @@ use crate::db::usage::UsageRecord;
 use crate::error::AppError;
 use crate::extract::{AuthUser, ValidJson, Validate};
 use crate::providers::ProviderCompletion;
+use crate::rate_limit::{AdmitError, Receipt, Seed};
 use crate::routing::{Attempt, ModelRequest, RoutePlan, RoutedCompletion, RoutingFailure, Task};
 use crate::state::AppState;
 use crate::tiers::{Feature, TierPolicy};
@@ -380,14 +381,14 @@ async fn whole(
         .router
         .answer_with_fallback(plan, request, plan.budget())
         .await;
-    let (routed, usage) = accounted(state, caller, &admitted, record, routed)?;
+    let (routed, usage) = accounted(state, caller, &admitted, record, routed).await?;
     let body = answer.body(
         record.request_id.clone(),
         routed.provider,
         routed.completion,
         usage,
     );
-    Ok(with_quota(state, caller, &admitted, Json(body)))
+    Ok(with_quota(state, caller, &admitted, Json(body)).await)
 }
 
 /// The usage record of a request to `endpoint`, before anything is known of its answer.
@@ -447,16 +448,16 @@ pub(super) struct Admitted<'a> {
     pub plan: RoutePlan,
     /// The estimated prompt size, used when the provider reports none.
     pub request_tokens: u32,
-    /// Tokens taken from the daily budget until the answer says how many were used.
-    pub reserved: u64,
-    pub admitted_at: chrono::DateTime<Utc>,
+    /// What admission took (the estimated prompt's tokens, one request), to settle or
+    /// refund.
+    pub receipt: Receipt,
 }
 
 impl Admitted<'_> {
     pub fn reservation(&self) -> Reservation {
         Reservation {
             request_tokens: self.request_tokens,
-            reserved: self.reserved,
+            receipt: self.receipt,
         }
     }
 }
@@ -466,8 +467,8 @@ impl Admitted<'_> {
 pub(super) struct Reservation {
     /// The estimated prompt size, used when the provider reports none.
     pub request_tokens: u32,
-    /// Tokens taken from the daily budget until the answer says how many were used.
-    pub reserved: u64,
+    /// The tokens taken from the daily budget until the answer says how many were used.
+    pub receipt: Receipt,
 }
 
 /// What admission checks a request by.
@@ -498,40 +499,46 @@ pub(super) async fn admit<'a>(
     check_file_size(ask.file_size, policy)?;
     let plan = plan_route(state, policy, Task::for_feature(ask.feature))?;
 
-    let admitted_at = Utc::now();
-    let reserved = u64::from(request_tokens);
-    seed_limits(state, &caller.user.id, admitted_at).await?;
-    state
-        .limiter
-        .admit(&caller.user.id, policy, reserved, admitted_at)
-        .map_err(|rejection| {
-            state.metrics.rate_limited(rejection.limit.key());
-            AppError::RateLimited {
-                rejection,
-                tier: policy.name.clone(),
+    let now = Utc::now();
+    let user_id = &caller.user.id;
+    let admitted = state
+        .limits
+        .admit(user_id, policy, u64::from(request_tokens), now, || {
+            used_this_hour_and_day(state, user_id, now)
+        })
+        .await
+        .map_err(|error| match error {
+            AdmitError::Limited(rejection) => {
+                state.metrics.rate_limited(rejection.limit.key());
+                AppError::RateLimited {
+                    rejection,
+                    tier: policy.name.clone(),
+                }
             }
+            AdmitError::Seeding(error) => error,
         })?;
     Ok(Admitted {
         policy,
         plan,
         request_tokens,
-        reserved,
-        admitted_at,
+        receipt: admitted.receipt,
     })
 }
 
 /// The outcome of asking the providers for a whole answer, accounted for: attempts
 /// counted, the usage worked out and settled, `record` filled in; on failure, what
 /// admission took is given back.
-fn accounted(
+async fn accounted(
     state: &AppState,
     caller: &AuthUser,
     admitted: &Admitted<'_>,
     record: &mut UsageRecord,
     routed: Result<RoutedCompletion, RoutingFailure>,
 ) -> Result<(RoutedCompletion, Usage), AppError> {
-    let routed =
-        routed.map_err(|failure| routing_failed(state, caller, admitted, record, failure))?;
+    let routed = match routed {
+        Ok(routed) => routed,
+        Err(failure) => return Err(routing_failed(state, caller, admitted, record, failure).await),
+    };
     note_routed(state, &routed.attempts, &routed.provider);
     record.provider = Some(routed.provider.clone());
     let usage = account(
@@ -540,12 +547,13 @@ fn accounted(
         admitted.reservation(),
         &routed.completion,
         record,
-    );
+    )
+    .await;
     Ok((routed, usage))
 }
 
 /// `answer` as a response carrying what is left of the caller's quotas.
-pub(super) fn with_quota(
+pub(super) async fn with_quota(
     state: &AppState,
     caller: &AuthUser,
     admitted: &Admitted<'_>,
@@ -553,7 +561,10 @@ pub(super) fn with_quota(
 ) -> Response {
     let mut response = answer.into_response();
     let now = Utc::now();
-    let status = state.limiter.status(&caller.user.id, admitted.policy, now);
+    let status = state
+        .limits
+        .status(&caller.user.id, admitted.policy, now)
+        .await;
     quota_headers::insert(response.headers_mut(), &status, now);
     response
 }
@@ -573,7 +584,7 @@ pub(super) fn note_routed(state: &AppState, attempts: &[Attempt], provider: &str
 /// No provider answered: counts the attempts, notes the last provider tried in `record`,
 /// and gives back what admission took (the user is not charged for the server's
 /// failure).
-pub(super) fn routing_failed(
+pub(super) async fn routing_failed(
     state: &AppState,
     caller: &AuthUser,
     admitted: &Admitted<'_>,
@@ -586,14 +597,15 @@ pub(super) fn routing_failed(
         .last()
         .map(|attempt| attempt.provider.clone());
     state
-        .limiter
-        .refund(&caller.user.id, admitted.reserved, admitted.admitted_at);
+        .limits
+        .refund(&caller.user.id, &admitted.receipt)
+        .await;
     failure.error.into()
 }
 
 /// Works out the answer's usage (the provider's counts, or estimates), settles the
 /// tokens reserved at admission, and fills in `record`'s model, tokens and cost.
-pub(super) fn account(
+pub(super) async fn account(
     state: &AppState,
     caller: &AuthUser,
     reservation: Reservation,
@@ -607,12 +619,14 @@ pub(super) fn account(
         .completion_tokens
         .unwrap_or_else(|| estimate(&completion.text));
     let usage = Usage::new(prompt_tokens, completion_tokens);
-    state.limiter.settle_tokens(
-        &caller.user.id,
-        reservation.reserved,
-        u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
-        Utc::now(),
-    );
+    state
+        .limits
+        .settle(
+            &caller.user.id,
+            &reservation.receipt,
+            u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens),
+        )
+        .await;
     if let Some(provider) = &record.provider {
         state
             .metrics
@@ -639,28 +653,23 @@ pub(super) fn account(
     usage
 }
 
-/// The first request of a user on this instance starts their counters from what the
-/// usage records say they used this hour and day, so a restart does not reset quotas.
-async fn seed_limits(
+/// What the usage records say `user_id` used in the hour and day of `now`: where the
+/// limiter starts their counters when it does not know them (their first request on this
+/// instance, or a new day or an emptied Redis), so a restart does not reset quotas.
+async fn used_this_hour_and_day(
     state: &AppState,
     user_id: &str,
     now: chrono::DateTime<Utc>,
-) -> Result<(), AppError> {
-    if state.limiter.knows(user_id) {
-        return Ok(());
-    }
+) -> Result<Seed, AppError> {
     let (hour, day) = crate::rate_limit::window_starts(now);
     let used = crate::db::usage::used_since(&state.db, user_id, hour, day)
         .await
         .map_err(AppError::internal)?;
-    state.limiter.seed(
-        user_id,
-        used.requests_since_hour,
-        used.requests_since_day,
-        used.tokens_since_day,
-        now,
-    );
-    Ok(())
+    Ok(Seed {
+        hour_requests: used.requests_since_hour,
+        day_requests: used.requests_since_day,
+        day_tokens: used.tokens_since_day,
+    })
 }
 
 #[cfg(test)]

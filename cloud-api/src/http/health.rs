@@ -1,6 +1,6 @@
 //! `GET /health` (the process is up) and `GET /ready` (it can serve: the database answers
 //! and at least one provider's circuit breaker is not open; `providers` lists each
-//! provider's breaker state).
+//! provider's breaker state, `redis` whether the shared rate limits are reachable).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -37,6 +37,11 @@ async fn handle_health() -> Json<Value> {
 /// open.
 ///
 /// For load balancers and orchestrators. `providers` lists every provider's breaker.
+/// With `[redis]` configured, `redis` is `ok` when Redis answers a PING within
+/// `redis.timeout_ms`, `degraded` when it does not. Degraded is still ready: requests are
+/// served with each instance enforcing its share of the limits (`redis.instances`), and
+/// every instance shares the one Redis, so failing readiness would take the whole
+/// deployment out of its load balancer over a cache.
 #[utoipa::path(
     get,
     path = "/ready",
@@ -69,12 +74,16 @@ async fn handle_ready(State(state): State<AppState>) -> Result<Json<Value>, AppE
     let primary = state.providers.primary();
     let provider = primary.map(|provider| provider.name().to_owned());
     let model = primary.map(|provider| provider.model().to_owned());
-    Ok(Json(json!({
+    let mut answer = json!({
         "status": "ready",
         "version": env!("CARGO_PKG_VERSION"),
         "database": "ok",
         "provider": provider,
         "model": model,
         "providers": providers,
-    })))
+    });
+    if let Some(redis) = state.limits.redis_health().await {
+        answer["redis"] = json!(redis.as_str());
+    }
+    Ok(Json(answer))
 }

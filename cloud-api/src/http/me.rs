@@ -45,7 +45,7 @@ pub(crate) fn router() -> Router<AppState> {
 async fn handle_me(State(state): State<AppState>, caller: AuthUser) -> Result<Response, AppError> {
     let policy = state.policy(&caller.user.tier)?;
     let now = Utc::now();
-    let status = state.limiter.status(&caller.user.id, policy, now);
+    let status = state.limits.status(&caller.user.id, policy, now).await;
     let quota = |window: Window| QuotaInfo {
         limit: window.limit,
         remaining: window.remaining(),

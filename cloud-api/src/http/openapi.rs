@@ -233,6 +233,9 @@ pub(super) struct ReadyAnswer {
     model: Option<String>,
     /// Every provider and its circuit breaker.
     providers: Vec<ProviderHealthInfo>,
+    /// With `[redis]` only: `ok`, or `degraded` while Redis does not answer (still ready:
+    /// each instance then enforces its share of the limits).
+    redis: Option<String>,
 }
 
 /// A provider's health, as `GET /ready` reports it.

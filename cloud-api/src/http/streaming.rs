@@ -54,8 +54,11 @@ pub(super) async fn start(
     let routed = state
         .router
         .stream_with_fallback(plan, request, plan.budget())
-        .await
-        .map_err(|failure| routing_failed(state, caller, &admitted, record, failure))?;
+        .await;
+    let routed = match routed {
+        Ok(routed) => routed,
+        Err(failure) => return Err(routing_failed(state, caller, &admitted, record, failure).await),
+    };
     note_routed(state, &routed.attempts, &routed.provider);
     let mut record = record.clone();
     record.provider = Some(routed.provider.clone());
@@ -79,7 +82,7 @@ pub(super) async fn start(
         Some((Ok::<Event, Infallible>(event), receiver))
     });
     let sse = Sse::new(body).keep_alive(KeepAlive::default());
-    let mut response = with_quota(state, caller, &admitted, sse);
+    let mut response = with_quota(state, caller, &admitted, sse).await;
     // Proxies that buffer answers (nginx by default) would hold the events back.
     response.headers_mut().insert(
         "x-accel-buffering",
@@ -210,7 +213,8 @@ impl Relay {
             self.reservation,
             &completion,
             &mut self.record,
-        );
+        )
+        .await;
         self.record.latency_ms = self.started.elapsed().as_millis() as u64;
         let (status, name) = match &ending {
             Ending::Complete => (200, "complete"),

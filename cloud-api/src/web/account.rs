@@ -56,10 +56,10 @@ async fn account_page(
     let user = &signed_in.user;
     let csrf = csrf::token(state, signed_in)?;
     let now = Utc::now();
-    let quota = state
-        .policy(&user.tier)
-        .ok()
-        .map(|policy| state.limiter.status(&user.id, policy, now));
+    let quota = match state.policy(&user.tier) {
+        Ok(policy) => Some(state.limits.status(&user.id, policy, now).await),
+        Err(_) => None,
+    };
     let usage = usage::summary(
         &state.db,
         &user.id,

@@ -1,5 +1,7 @@
-//! Per-user rate limits and quotas of one instance: a burst limit (GCRA, from `governor`)
-//! and hourly, daily and daily-token quotas over clock windows (UTC hour and day).
+//! Per-user rate limits and quotas of one instance, in memory: a burst limit (GCRA, from
+//! `governor`) and hourly, daily and daily-token quotas over clock windows (UTC hour and
+//! day). The limiter of a server without Redis, and the fallback of one whose Redis does
+//! not answer.
 //!
 //! One mutex guards every user's counters, and admission checks and counts under it, so
 //! N simultaneous requests against a remaining quota of k admit exactly k. The critical
@@ -15,71 +17,12 @@ use std::num::NonZeroU32;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use super::{window_starts, QuotaStatus, Rejection};
 use crate::tiers::{TierPolicy, Tiers};
-
-/// A quota window: what it allows, what is used, and when it starts over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub limit: u64,
-    pub used: u64,
-    pub resets_at: DateTime<Utc>,
-}
-
-impl Window {
-    pub fn remaining(&self) -> u64 {
-        self.limit.saturating_sub(self.used)
-    }
-
-    /// Whole seconds from `now` until the reset, at least 1.
-    pub fn resets_in_secs(&self, now: DateTime<Utc>) -> u64 {
-        let millis = (self.resets_at - now).num_milliseconds().max(0) as u64;
-        millis.div_ceil(1000).max(1)
-    }
-}
-
-/// A user's quotas as they stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuotaStatus {
-    pub hour: Window,
-    pub day: Window,
-    pub tokens: Window,
-}
-
-/// Which limit refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    Burst,
-    RequestsPerHour,
-    RequestsPerDay,
-    TokensPerDay,
-}
-
-impl Limit {
-    /// The configuration key of the limit.
-    pub fn key(self) -> &'static str {
-        match self {
-            Limit::Burst => "burst_per_minute",
-            Limit::RequestsPerHour => "requests_per_hour",
-            Limit::RequestsPerDay => "requests_per_day",
-            Limit::TokensPerDay => "tokens_per_day",
-        }
-    }
-}
-
-/// A refused request: which limit, its value, and when to try again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejection {
-    pub limit: Limit,
-    pub limit_value: u64,
-    pub retry_after_secs: u64,
-    pub reset_at: DateTime<Utc>,
-    /// The quotas as they stand (nothing was counted for the refused request).
-    pub status: QuotaStatus,
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
@@ -106,32 +49,14 @@ impl Counters {
     }
 
     fn status(&self, policy: &TierPolicy, now: DateTime<Utc>) -> QuotaStatus {
-        let (hour, day) = window_starts(now);
-        QuotaStatus {
-            hour: Window {
-                limit: u64::from(policy.requests_per_hour),
-                used: self.hour_requests,
-                resets_at: hour + TimeDelta::hours(1),
-            },
-            day: Window {
-                limit: u64::from(policy.requests_per_day),
-                used: self.day_requests,
-                resets_at: day + TimeDelta::days(1),
-            },
-            tokens: Window {
-                limit: policy.tokens_per_day,
-                used: self.day_tokens,
-                resets_at: day + TimeDelta::days(1),
-            },
-        }
+        QuotaStatus::new(
+            policy,
+            now,
+            self.hour_requests,
+            self.day_requests,
+            self.day_tokens,
+        )
     }
-}
-
-/// The UTC hour and day `now` falls in.
-pub fn window_starts(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
-    let day = now.duration_trunc(TimeDelta::days(1)).unwrap_or(now);
-    (hour, day)
 }
 
 /// The limits of one instance (see the module documentation).
@@ -150,8 +75,14 @@ impl std::fmt::Debug for RateLimiter {
 
 impl RateLimiter {
     pub fn new(tiers: &Tiers) -> RateLimiter {
-        let bursts = tiers
-            .all()
+        RateLimiter::for_policies(tiers.all())
+    }
+
+    /// The limiter of `policies`, whose burst limits it keeps (the quotas come with each
+    /// request's policy).
+    pub fn for_policies<'a>(policies: impl IntoIterator<Item = &'a TierPolicy>) -> RateLimiter {
+        let bursts = policies
+            .into_iter()
             .filter_map(|policy| {
                 let per_minute = NonZeroU32::new(policy.burst_per_minute)?;
                 // The whole minute's allowance may come at once, then one request per
@@ -184,35 +115,14 @@ impl RateLimiter {
         let counters = all.entry(user_id.to_owned()).or_default();
         counters.roll(now);
         let status = counters.status(policy, now);
-        let refuse = |limit: Limit, window: Window| {
-            Box::new(Rejection {
-                limit,
-                limit_value: window.limit,
-                retry_after_secs: window.resets_in_secs(now),
-                reset_at: window.resets_at,
-                status,
-            })
-        };
-        if status.hour.remaining() == 0 {
-            return Err(refuse(Limit::RequestsPerHour, status.hour));
-        }
-        if status.day.remaining() == 0 {
-            return Err(refuse(Limit::RequestsPerDay, status.day));
-        }
-        if status.tokens.remaining() < tokens.max(1) {
-            return Err(refuse(Limit::TokensPerDay, status.tokens));
+        if let Some((limit, window)) = status.exhausted(tokens) {
+            return Err(Rejection::quota(limit, window, status, now));
         }
         if let Some(burst) = self.bursts.get(policy.name.as_str()) {
             if let Err(not_until) = burst.check_key(&user_id.to_owned()) {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let retry_after_secs = wait.as_millis().div_ceil(1000).max(1) as u64;
-                return Err(Box::new(Rejection {
-                    limit: Limit::Burst,
-                    limit_value: u64::from(policy.burst_per_minute),
-                    retry_after_secs,
-                    reset_at: now + TimeDelta::seconds(retry_after_secs as i64),
-                    status,
-                }));
+                return Err(Rejection::burst(policy, retry_after_secs, status, now));
             }
         }
         counters.hour_requests += 1;
@@ -272,6 +182,11 @@ impl RateLimiter {
         });
     }
 
+    /// Forgets every user's counters, so each is seeded again on their next request.
+    pub fn forget_counters(&self) {
+        self.counters().clear();
+    }
+
     /// Whether `user_id` has counters (seeded or counted) on this instance.
     pub fn knows(&self, user_id: &str) -> bool {
         self.counters().contains_key(user_id)
@@ -307,6 +222,7 @@ mod tests {
     use tandem_shared::Tier;
 
     use super::*;
+    use crate::rate_limit::Limit;
 
     fn policy(per_hour: u32, per_day: u32, burst: u32, tokens: u64) -> TierPolicy {
         let mut policy = Tiers::default().get(&Tier::pro()).unwrap().clone();
