@@ -19,6 +19,7 @@ use crate::config::{Config, DEFAULT_BIND};
 use crate::db::{self, api_keys, users, DbError};
 use crate::keys;
 use crate::serve::{self, ServeOptions};
+use crate::telemetry::{ExportSettings, Telemetry};
 
 /// Name of the key `keys create` makes when `--name` is not given.
 pub const DEFAULT_KEY_NAME: &str = "default";
@@ -272,6 +273,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let (config, layers) =
         Config::load_layered(cli.config.as_deref(), ignored, &config_flags(&cli))?;
+    // Only the server exports traces; the other commands are short and only log.
+    let telemetry = match cli.command {
+        Command::Serve(_) => Telemetry::from_config(&config.telemetry)?,
+        _ => None,
+    };
+    crate::init_logging(config.logging.format, telemetry.as_ref());
     match cli.command {
         Command::Config(ConfigCommand::Validate) => {
             check_environment(config)?;
@@ -295,6 +302,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 bind,
                 database,
+                telemetry,
             })
             .await
         }
@@ -563,6 +571,8 @@ fn check_environment(config: Config) -> anyhow::Result<()> {
     // The very constructor `serve` calls, so `config validate` and a start cannot disagree.
     // It wants a pool: one that is never used for anything but the state's background
     // tasks, in memory, so no database file is opened or created.
+    // What `Telemetry::from_config` reads, without starting an exporter.
+    ExportSettings::resolve(&config.telemetry, &|name| std::env::var(name).ok())?;
     crate::state::AppState::new(config, db::Pool::unused())?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! [`extract`] authenticates and validates, [`providers`] talks to model servers,
 //! [`routing`] picks and orders them per tier and task (fallback, circuit breakers), and
 //! [`db`] holds all SQL. [`web`] serves the browser pages: sign-in, account, device.
+//! [`telemetry`] exports the spans of requests as OpenTelemetry traces.
 
 pub mod cli;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod routing;
 pub mod serve;
 pub mod sessions;
 pub mod state;
+pub mod telemetry;
 pub mod tiers;
 pub mod usage;
 pub mod web;
@@ -34,23 +36,22 @@ pub use state::AppState;
 /// over `[logging] format`.
 pub const LOG_FORMAT_ENV: &str = "TANDEM_LOG_FORMAT";
 
-/// The log-line layer, swappable once the config file is read.
+/// The log-line layer.
 type FormatLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
-/// Set by [`init_logging`]: how to change the format later, and whether the environment
-/// already chose it.
-static LOG_FORMAT: std::sync::OnceLock<(
-    tracing_subscriber::reload::Handle<FormatLayer, tracing_subscriber::Registry>,
-    bool,
-)> = std::sync::OnceLock::new();
-
 /// Logs go to stderr (stdout carries the `serve` announcement and command output);
-/// filter from `TANDEM_LOG`, default `info`; format from `TANDEM_LOG_FORMAT`, else
-/// `auto` until [`apply_log_format`] applies the config file's `[logging] format`
-/// (logging starts before the file is read, so its errors are logged too).
-pub fn init_logging() {
+/// filter from `TANDEM_LOG`, default `info`; format from `TANDEM_LOG_FORMAT`, else `format`
+/// (the config file's `[logging] format`). With `telemetry`, spans are exported as traces
+/// too, whatever `TANDEM_LOG` filters out of the log.
+///
+/// Called once the configuration is read, since the exporter cannot be added to a
+/// subscriber later: the OpenTelemetry layer must be found by downcasting to continue a
+/// caller's trace, which a `reload` layer does not allow. Nothing logs before that; the
+/// configuration's own errors are printed by `main`.
+pub fn init_logging(format: config::http::LogFormat, telemetry: Option<&telemetry::Telemetry>) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
 
     let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -60,35 +61,20 @@ pub fn init_logging() {
         .map(|value| value.parse::<config::http::LogFormat>());
     let format = match &from_env {
         Some(Ok(format)) => *format,
-        _ => config::http::LogFormat::Auto,
+        _ => format,
     };
-    let (layer, handle) = tracing_subscriber::reload::Layer::new(format_layer(format));
-    // A second call (tests) keeps the first subscriber.
+    // The filter is the log's alone, so the traces keep the spans it leaves out.
     let installed = tracing_subscriber::registry()
-        .with(layer)
-        .with(filter)
+        .with(format_layer(format).with_filter(filter))
+        .with(telemetry.map(telemetry::Telemetry::layer))
         .try_init()
         .is_ok();
+    // A second call (tests) keeps the first subscriber.
     if !installed {
         return;
     }
-    let _ = LOG_FORMAT.set((handle, matches!(from_env, Some(Ok(_)))));
     if let Some(Err(error)) = from_env {
         tracing::warn!(%error, variable = LOG_FORMAT_ENV, "ignoring the log format");
-    }
-}
-
-/// Switches to the config file's `[logging] format`, unless `TANDEM_LOG_FORMAT` chose one
-/// (environment beats file) or logging was not set up by [`init_logging`].
-pub fn apply_log_format(format: config::http::LogFormat) {
-    let Some((handle, chosen_by_env)) = LOG_FORMAT.get() else {
-        return;
-    };
-    if *chosen_by_env {
-        return;
-    }
-    if let Err(error) = handle.reload(format_layer(format)) {
-        tracing::warn!(%error, "cannot change the log format");
     }
 }
 

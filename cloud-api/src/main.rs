@@ -7,7 +7,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = tandem_cloud::cli::Cli::parse();
-    tandem_cloud::init_logging();
+    // Logging starts once the configuration is read (`cli::run`).
     match tandem_cloud::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -242,16 +242,7 @@ impl Metrics {
     /// Every attempt one request made of the providers.
     pub fn provider_attempts(&self, attempts: &[Attempt]) {
         for attempt in attempts {
-            let outcome = match attempt.outcome {
-                AttemptOutcome::Answered => "answered".to_owned(),
-                AttemptOutcome::Status(status) => format!("status_{status}"),
-                AttemptOutcome::Unreachable => "unreachable".to_owned(),
-                AttemptOutcome::Timeout => "timeout".to_owned(),
-                AttemptOutcome::OutOfBudget => "out_of_budget".to_owned(),
-                AttemptOutcome::InvalidResponse => "invalid_response".to_owned(),
-                AttemptOutcome::Skipped => "skipped".to_owned(),
-                AttemptOutcome::Unsupported => "unsupported".to_owned(),
-            };
+            let outcome = attempt.outcome.to_string();
             self.provider_attempts
                 .get_or_create(&AttemptLabels {
                     provider: attempt.provider.clone(),

@@ -1,7 +1,7 @@
 //! `tandem-cloud serve`: open the database, build the state, bind, announce, serve until
 //! ctrl-c or SIGTERM, then shut down gracefully: stop accepting, let requests and streams
 //! in flight finish (up to `http.shutdown_timeout_ms`, then end the streams still open),
-//! wait for their usage records to be committed, close the database.
+//! wait for their usage records to be committed, close the database, send the last traces.
 
 use std::future::IntoFuture;
 use std::io::Write;
@@ -18,6 +18,7 @@ use crate::db::{self, api_keys, users, DbError};
 use crate::http::{app, StreamCutoff};
 use crate::keys;
 use crate::state::AppState;
+use crate::telemetry::Telemetry;
 
 /// How long connections get to close after open streams were ended at the shutdown
 /// timeout, before the server stops without them.
@@ -34,11 +35,31 @@ pub struct ServeOptions {
     pub config: Config,
     pub bind: SocketAddr,
     pub database: crate::db::ConnectOptions,
+    /// The trace exporter, when `[telemetry]` turned it on; already installed in logging.
+    pub telemetry: Option<Telemetry>,
 }
 
-/// Runs the server until a shutdown signal.
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
-    crate::apply_log_format(options.config.logging.format);
+/// Runs the server until a shutdown signal, then sends the traces still queued (after a
+/// failed start too).
+pub async fn serve(mut options: ServeOptions) -> anyhow::Result<()> {
+    let telemetry = options.telemetry.take();
+    if let Some(telemetry) = &telemetry {
+        let settings = telemetry.settings();
+        tracing::info!(
+            endpoint = %settings.endpoint,
+            service_name = %settings.service_name,
+            sampling_ratio = settings.sampling_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    let result = serve_until_stopped(options).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
+    result
+}
+
+async fn serve_until_stopped(options: ServeOptions) -> anyhow::Result<()> {
     tracing::info!(database = %options.database.describe(), "opening database");
     let pool = db::connect(options.database)
         .await

@@ -21,10 +21,11 @@ fn command(dir: &Path) -> Command {
         .env_remove("TANDEM_BIND")
         .env("TANDEM_DATABASE_URL", database_url(dir))
         .env("TANDEM_LOG", "warn");
-    // Configuration variables (`TANDEM_<SECTION>__<KEY>`) of whoever runs the tests.
+    // Configuration variables (`TANDEM_<SECTION>__<KEY>`) of whoever runs the tests, and
+    // their OpenTelemetry settings, which `serve` reads when `[telemetry]` leaves them.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("TANDEM_") && name.contains("__") {
+        if name.starts_with("TANDEM_") && name.contains("__") || name.starts_with("OTEL_") {
             command.env_remove(&*name);
         }
     }
@@ -873,6 +874,90 @@ fn config_show_masks_secrets() {
          jwt_secret_env = \"TANDEM_CLI_TEST_SHOWN_SECRET\"\n"
     );
     assert!(!shown.contains("hunter2") && !shown.contains(secret));
+}
+
+#[test]
+fn telemetry_settings_stop_the_start_naming_them_and_headers_are_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let config = write_config(dir, "[telemetry]\notlp_endpoint = \"collector:4318\"\n");
+    let output = run_failing(
+        dir,
+        &["serve", "--bind", "127.0.0.1:0", "--config", &config],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: invalid config: telemetry.otlp_endpoint: the URL must start with http:// or \
+         https:// (OTLP over HTTP), got `collector:4318`"
+    );
+
+    // The standard variable stands in for the key, and is checked as strictly.
+    let output = command(dir)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: environment variable OTEL_EXPORTER_OTLP_ENDPOINT (read because \
+         telemetry.otlp_endpoint is not set): the URL must start with http:// or https:// \
+         (OTLP over HTTP), got `collector:4318`"
+    );
+    let output = command(dir)
+        .env("TANDEM_TELEMETRY__SAMPLING_RATIO", "2")
+        .args(["config", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: invalid config: telemetry.sampling_ratio must be between 0.0 and 1.0, got 2 \
+         (set by environment variable TANDEM_TELEMETRY__SAMPLING_RATIO)"
+    );
+
+    // The collector's headers come from the variable `headers_env` names, which must be
+    // set; neither `config show` nor an error shows them.
+    let secret = "Authorization=Bearer%20otlp-s3cr3t";
+    let config = write_config(
+        dir,
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n\
+         headers_env = \"TANDEM_CLI_TEST_OTLP_HEADERS\"\n",
+    );
+    let validate = |headers: Option<&str>| {
+        let mut command = command(dir);
+        match headers {
+            Some(headers) => command.env("TANDEM_CLI_TEST_OTLP_HEADERS", headers),
+            None => command.env_remove("TANDEM_CLI_TEST_OTLP_HEADERS"),
+        };
+        command
+            .args(["config", "validate", "--config", &config])
+            .output()
+            .unwrap()
+    };
+    let output = validate(None);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "error: environment variable `TANDEM_CLI_TEST_OTLP_HEADERS` (named by \
+         telemetry.headers_env) is not set"
+    );
+    let output = validate(Some("Authorization Bearer otlp-s3cr3t"));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("entry 1 has no `=`") && !message.contains("s3cr3t"),
+        "{message}"
+    );
+    let output = validate(Some(secret));
+    assert!(output.status.success(), "{output:?}");
+    let shown = shown_config(
+        command(dir)
+            .env("TANDEM_CLI_TEST_OTLP_HEADERS", secret)
+            .args(["--config", &config]),
+    );
+    assert_eq!(
+        shown["telemetry"]["headers_env"],
+        "TANDEM_CLI_TEST_OTLP_HEADERS"
+    );
+    assert!(!shown.to_string().contains("s3cr3t"), "{shown}");
 }
 
 /// `version` and `--version`: `tandem-cloud 0.1.0 (1a2b3c4 2025-06-01)`, and the same

@@ -494,7 +494,9 @@ fn every_log_line_of_a_request_carries_its_id_and_no_secret() {
             .find(|span| span["name"] == "request")
             .unwrap();
         assert_eq!(request["request_id"], "trace-me-42", "{line}");
-        assert_eq!(request["path"], "/v1/me", "{line}");
+        // The route template, never the path or its query: spans are exported as traces.
+        assert_eq!(request["http.route"], "/v1/me", "{line}");
+        assert_eq!(request["http.request.method"], "GET", "{line}");
     }
     assert!(!text.contains("tdm_not_a_real_key"), "{text}");
     assert!(!text.contains("secret_query"), "{text}");

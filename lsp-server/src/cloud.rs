@@ -232,11 +232,13 @@ impl CloudClient {
     ) -> Result<(reqwest::StatusCode, Vec<u8>), CloudError> {
         let classify = |error| classify_anonymous(server, timeout, error);
         let request_id = new_request_id();
-        tracing::debug!(%request_id, path, "calling the cloud");
+        let traceparent = traceparent(&request_id);
+        tracing::debug!(%request_id, %traceparent, path, "calling the cloud");
         let response = self
             .http
             .post(format!("{server}/{path}"))
             .header(REQUEST_ID, &request_id)
+            .header(TRACEPARENT, &traceparent)
             .form(form)
             .timeout(timeout)
             .send()
@@ -324,16 +326,18 @@ impl CloudClient {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, CloudError> {
         let request_id = new_request_id();
+        let traceparent = traceparent(&request_id);
         let mut request = request
             .bearer_auth(target.api_key.expose())
-            .header(REQUEST_ID, &request_id);
+            .header(REQUEST_ID, &request_id)
+            .header(TRACEPARENT, &traceparent);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
         let (client, request) = request.build_split();
         let request = request.map_err(|error| classify(target, error))?;
         let (method, path) = (request.method().clone(), request.url().path().to_owned());
-        tracing::debug!(%request_id, %method, path, "calling the cloud");
+        tracing::debug!(%request_id, %traceparent, %method, path, "calling the cloud");
         let started = Instant::now();
         let sent = client.execute(request);
         // Without a whole-request timeout the wait for the answer's head is still bounded.
@@ -374,6 +378,24 @@ impl CloudClient {
 /// The header naming a request, logged by the cloud on every line about it: the same id
 /// in this server's log and the cloud's follows one completion from editor to provider.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// The W3C Trace Context header (<https://www.w3.org/TR/trace-context/>): a cloud that
+/// exports traces continues this trace, so the editor's request and the cloud's spans
+/// share one trace id.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// `traceparent` for a request: `00-<trace id>-<parent id>-00`, both ids hashes (XXH3) of
+/// the request id, so the trace of a request in this server's log is known from its id
+/// alone. The sampled flag is off: nothing is recorded here, so the cloud's sampling
+/// ratio decides. Hashes rather than the UUID's own bits: samplers take a trace id's low
+/// bits as random, and a version 4 UUID's variant bits are fixed.
+pub fn traceparent(request_id: &str) -> String {
+    use xxhash_rust::xxh3::{xxh3_128, xxh3_64_with_seed};
+    // All-zero ids are invalid (§3.2.2.3, §3.2.2.4); a hash of zero is one in 2^64.
+    let trace_id = xxh3_128(request_id.as_bytes()).max(1);
+    let parent_id = xxh3_64_with_seed(request_id.as_bytes(), 1).max(1);
+    format!("00-{trace_id:032x}-{parent_id:016x}-00")
+}
 
 /// A fresh request id: a random (version 4) UUID. The bits come from the standard
 /// library's randomly keyed SipHash, so no random-number crate is needed; a counter
@@ -782,6 +804,27 @@ mod tests {
         assert_eq!(distinct.len(), ids.len());
     }
 
+    #[test]
+    fn traceparents_are_valid_and_follow_the_request_id() {
+        let id = "3f2c8a4e-1b7d-4c5e-9a0f-6d8e2b1c4a7f";
+        let header = traceparent(id);
+        assert_eq!(header, traceparent(id));
+        let parts: Vec<&str> = header.split('-').collect();
+        assert_eq!(parts.len(), 4, "{header}");
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1].len(), 32, "{header}");
+        assert_eq!(parts[2].len(), 16, "{header}");
+        assert_eq!(parts[3], "00", "not sampled: the cloud's ratio decides");
+        for id in [parts[1], parts[2]] {
+            assert!(
+                id.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')),
+                "{header}"
+            );
+            assert!(id.chars().any(|c| c != '0'), "{header}");
+        }
+        assert_ne!(traceparent(&new_request_id()), header);
+    }
+
     /// The cloud logs every line of a request with this id; without it a completion
     /// could not be followed from the editor's log to the provider.
     #[tokio::test]
@@ -815,6 +858,12 @@ mod tests {
                 .unwrap_or_else(|| panic!("no request id in:\n{head}"))
                 .to_owned();
             assert_eq!(id.len(), 36, "{id}");
+            // The cloud's trace of the request continues the one named after its id.
+            let trace = head
+                .lines()
+                .find_map(|line| line.strip_prefix("traceparent: "))
+                .unwrap_or_else(|| panic!("no traceparent in:\n{head}"));
+            assert_eq!(trace, traceparent(&id));
             ids.push(id);
         }
         assert_ne!(ids[0], ids[1]);

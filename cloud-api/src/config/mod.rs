@@ -19,6 +19,7 @@ pub mod http;
 mod identity;
 pub mod layers;
 pub mod redis;
+pub mod telemetry;
 
 pub use identity::{
     EnterpriseConfig, IdentityProviderConfig, IdentityProviderKind, RoleGrant, SessionAlgorithm,
@@ -99,6 +100,9 @@ pub struct Config {
     /// `[redis]`: rate limits and quotas shared between instances; per instance without.
     #[serde(default)]
     pub redis: redis::RedisConfig,
+    /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP; off without an endpoint.
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 /// `[metrics]`: whether `GET /metrics` is served, and to whom.
@@ -798,6 +802,7 @@ impl Config {
         }
         self.http.validate()?;
         self.redis.validate()?;
+        self.telemetry.validate()?;
         let tiers = self.tiers()?;
         self.validate_identity(&tiers)?;
         for (model, price) in &self.prices {

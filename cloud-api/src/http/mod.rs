@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::{self, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{from_fn_with_state, map_response_with_state, Next};
@@ -40,7 +40,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 use tracing::Level;
 
@@ -159,7 +159,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_response(RecordResponse)
                 // AppError already logs every 5xx with its cause; no second, vaguer line.
                 .on_failure(()),
         )
@@ -175,22 +175,59 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The span of a request: method, path and request id only. Query strings carry what
-/// must not reach a log (an OAuth code and state, a device's user code).
+/// The span of a request: method, route template, request id, then the status. Never
+/// the path itself (`/admin/users/{email}/tier` holds an address) nor the query string
+/// (an OAuth code and state, a device's user code). Named and typed for OpenTelemetry
+/// (`otel.*`, HTTP semantic conventions); it continues the caller's trace when the request
+/// carries a `traceparent`. A stream's span ends with the stream.
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let request_id = request
         .headers()
         .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    tracing::span!(
+    let method = request.method();
+    // Known here: `Router::layer` runs the layers after routing.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_string(),
+    };
+    let span = tracing::span!(
         Level::INFO,
         "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        version = ?request.version(),
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        network.protocol.version = ?request.version(),
         request_id,
-    )
+    );
+    crate::telemetry::continue_caller_trace(&span, request.headers());
+    span
+}
+
+/// Records the status on the request's span (an error, to tracing backends, when it is a
+/// 5xx), then logs the answer as tower-http's default does.
+#[derive(Debug, Clone, Copy)]
+struct RecordResponse;
+
+impl<B> OnResponse<B> for RecordResponse {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &tracing::Span) {
+        let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+        DefaultOnResponse::new()
+            .level(Level::INFO)
+            .on_response(response, latency, span);
+    }
 }
 
 /// Removes an `X-Request-Id` that is too long or not visible ASCII, so a new one is made:

@@ -528,6 +528,26 @@ impl HttpTarget {
         self.send(url, body, None, vendor_message).await
     }
 
+    /// POSTs `body` as JSON with the key; a non-2xx answer becomes the error for its
+    /// status, with the vendor's message scrubbed.
+    ///
+    /// Its span (`provider_request`, an OpenTelemetry client span) names the vendor's host
+    /// and the status; never the body, the key or the URL's path (Google's names the model
+    /// and method, which the attempt's span has anyway).
+    #[tracing::instrument(
+        name = "provider_request",
+        skip_all,
+        fields(
+            otel.name = "POST",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            provider = %self.provider,
+            http.request.method = "POST",
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        )
+    )]
     async fn send<B: Serialize + ?Sized>(
         &self,
         url: &str,
@@ -535,6 +555,11 @@ impl HttpTarget {
         timeout: Option<Duration>,
         vendor_message: fn(&[u8]) -> Option<String>,
     ) -> Result<reqwest::Response, ProviderError> {
+        let span = tracing::Span::current();
+        if let Ok(parsed) = reqwest::Url::parse(url) {
+            span.record("server.address", parsed.host_str());
+            span.record("server.port", parsed.port_or_known_default());
+        }
         let mut builder = self.client.post(url).json(body);
         if let Some(timeout) = timeout {
             builder = builder.timeout(timeout);
@@ -553,14 +578,16 @@ impl HttpTarget {
                 builder = builder.header(name, value);
             }
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|error| self.transport_error(error))?;
+        let response = builder.send().await.map_err(|error| {
+            span.record("otel.status_code", "ERROR");
+            self.transport_error(error)
+        })?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_success() {
             return Ok(response);
         }
+        span.record("otel.status_code", "ERROR");
         let bytes = response
             .bytes()
             .await

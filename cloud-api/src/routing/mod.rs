@@ -43,7 +43,9 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use rand::Rng;
 use serde::Serialize;
-use tandem_shared::CompletionRequest;
+use tandem_shared::{CompletionRequest, Tier};
+use tracing::field::Empty;
+use tracing::Instrument;
 
 pub use self::breaker::BreakerState;
 use self::breaker::{Admission, Breaker, BreakerSettings};
@@ -166,6 +168,8 @@ impl std::fmt::Debug for ProviderRouter {
 #[derive(Clone)]
 pub struct RoutePlan {
     task: Task,
+    /// The tier planned for, named in the routing span.
+    tier: Tier,
     budget: Duration,
     targets: Vec<Arc<Target>>,
     every_breaker_open: bool,
@@ -175,6 +179,7 @@ impl std::fmt::Debug for RoutePlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoutePlan")
             .field("task", &self.task)
+            .field("tier", &self.tier)
             .field("budget", &self.budget)
             .field("targets", &self.provider_names())
             .field("every_breaker_open", &self.every_breaker_open)
@@ -248,6 +253,8 @@ struct Routed<T> {
     value: T,
     target: Arc<Target>,
     attempts: Vec<Attempt>,
+    /// The successful attempt's span: a stream keeps it open until it ends.
+    span: tracing::Span,
 }
 
 /// Why no provider answered.
@@ -326,6 +333,24 @@ pub enum AttemptOutcome {
     Skipped,
     /// The provider cannot do what the task needs (chat, for the `local` provider).
     Unsupported,
+}
+
+/// The outcome's label in metrics and traces: `answered`, `status_<code>`, `unreachable`,
+/// `timeout`, `out_of_budget`, `invalid_response`, `skipped`, `unsupported`.
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let label = match self {
+            AttemptOutcome::Answered => "answered",
+            AttemptOutcome::Status(status) => return write!(formatter, "status_{status}"),
+            AttemptOutcome::Unreachable => "unreachable",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::OutOfBudget => "out_of_budget",
+            AttemptOutcome::InvalidResponse => "invalid_response",
+            AttemptOutcome::Skipped => "skipped",
+            AttemptOutcome::Unsupported => "unsupported",
+        };
+        formatter.write_str(label)
+    }
 }
 
 impl AttemptOutcome {
@@ -552,6 +577,7 @@ impl ProviderRouter {
         }
         Some(RoutePlan {
             task,
+            tier: policy.name.clone(),
             budget: self.budget(task),
             targets: order
                 .into_iter()
@@ -626,12 +652,27 @@ impl ProviderRouter {
             provider: routed.target.name().to_owned(),
             attempts: routed.attempts,
             head,
-            rest: watch_stream(rest, routed.target, self.clock.clone()),
+            rest: watch_stream(rest, routed.target, self.clock.clone(), routed.span),
         })
     }
 
     /// The fallback loop: runs `attempt` on the plan's targets in order until one
-    /// succeeds, within `budget`, keeping each target's breaker.
+    /// succeeds, within `budget`, keeping each target's breaker. Its span (`route`) holds one
+    /// `provider_attempt` span per target tried or skipped.
+    #[tracing::instrument(
+        name = "route",
+        skip_all,
+        fields(
+            task = plan.task.as_str(),
+            tier = %plan.tier,
+            plan = %plan.provider_names().join(","),
+            budget_ms = whole_millis(budget),
+            provider = Empty,
+            attempts = Empty,
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+        )
+    )]
     async fn with_fallback<'r, T>(
         &self,
         plan: &RoutePlan,
@@ -654,6 +695,11 @@ impl ProviderRouter {
                 // breaker says, as when every breaker is open.
                 let force = plan.every_breaker_open || (is_last && last_error.is_none());
                 let Some(guard) = self.admit(target, force) else {
+                    record_attempt(
+                        &attempt_span(target, retried),
+                        AttemptOutcome::Skipped,
+                        Duration::ZERO,
+                    );
                     attempts.push(Attempt {
                         provider: target.name().to_owned(),
                         outcome: AttemptOutcome::Skipped,
@@ -662,21 +708,31 @@ impl ProviderRouter {
                     continue 'targets;
                 };
                 let allotted = remaining.min(target.timeout);
+                let span = attempt_span(target, retried);
                 let started = tokio::time::Instant::now();
-                let result = tokio::time::timeout(allotted, attempt(target.clone())).await;
+                let result = tokio::time::timeout(
+                    allotted,
+                    attempt(target.clone()).instrument(span.clone()),
+                )
+                .await;
                 let elapsed = started.elapsed();
                 let (error, outcome, blame) = match result {
                     Ok(Ok(value)) => {
                         guard.succeeded();
+                        record_attempt(&span, AttemptOutcome::Answered, elapsed);
                         attempts.push(Attempt {
                             provider: target.name().to_owned(),
                             outcome: AttemptOutcome::Answered,
                             elapsed,
                         });
+                        let route = tracing::Span::current();
+                        route.record("provider", target.name());
+                        route.record("attempts", attempts.len());
                         return Ok(Routed {
                             value,
                             target: target.clone(),
                             attempts,
+                            span,
                         });
                     }
                     Ok(Err(error)) => {
@@ -697,6 +753,8 @@ impl ProviderRouter {
                         (error, outcome, !cut_by_budget || allotted >= budget / 2)
                     }
                 };
+                record_attempt(&span, outcome, elapsed);
+                drop(span);
                 attempts.push(Attempt {
                     provider: target.name().to_owned(),
                     outcome,
@@ -706,7 +764,7 @@ impl ProviderRouter {
                     Verdict::Final => {
                         // The provider answered; only the request was wrong.
                         guard.succeeded();
-                        return Err(RoutingFailure { error, attempts });
+                        return Err(routing_failed(error, attempts));
                     }
                     Verdict::Fallback { retryable } => retryable,
                 };
@@ -747,7 +805,7 @@ impl ProviderRouter {
                 .map_or_else(String::new, |target| target.name().to_owned()),
             timeout_ms: whole_millis(budget),
         });
-        Err(RoutingFailure { error, attempts })
+        Err(routing_failed(error, attempts))
     }
 
     /// Takes `target`'s breaker admission, or `None` when it refuses and `force` is off.
@@ -781,6 +839,54 @@ impl ProviderRouter {
                 }
             })
             .collect()
+    }
+}
+
+/// The failure of a request no provider answered, noted on the current (`route`) span with
+/// the message clients get, which names the provider and the failure, not the vendor's
+/// words.
+fn routing_failed(error: ProviderError, attempts: Vec<Attempt>) -> RoutingFailure {
+    let route = tracing::Span::current();
+    route.record("attempts", attempts.len());
+    route.record("otel.status_code", "ERROR");
+    route.record(
+        "otel.status_description",
+        tracing::field::display(error.public_message()),
+    );
+    RoutingFailure { error, attempts }
+}
+
+/// The span of one attempt at `target`: which provider and model, and, once it is over,
+/// how it ended (`outcome`, the provider's `status` when it answered non-2xx, `latency_ms`).
+/// A stream's adds `stream_end` when the stream ends. Nothing of the request is recorded.
+fn attempt_span(target: &Target, retry: bool) -> tracing::Span {
+    tracing::info_span!(
+        "provider_attempt",
+        otel.status_code = Empty,
+        provider = target.name(),
+        provider.kind = %target.kind,
+        model = target.provider.model(),
+        retry,
+        outcome = Empty,
+        status = Empty,
+        latency_ms = Empty,
+        stream_end = Empty,
+    )
+}
+
+/// Notes how an attempt ended on its span; an error, to tracing backends, unless it
+/// answered or was skipped.
+fn record_attempt(span: &tracing::Span, outcome: AttemptOutcome, elapsed: Duration) {
+    span.record("outcome", tracing::field::display(outcome));
+    span.record(
+        "latency_ms",
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+    );
+    if let AttemptOutcome::Status(status) = outcome {
+        span.record("status", status);
+    }
+    if !matches!(outcome, AttemptOutcome::Answered | AttemptOutcome::Skipped) {
+        span.record("otel.status_code", "ERROR");
     }
 }
 
@@ -820,22 +926,37 @@ fn whole_millis(duration: Duration) -> u64 {
 
 /// The rest of a streamed answer, with a limit on the pause before each piece (the
 /// provider's `timeout_ms`) and a breaker failure for the provider when the answer breaks
-/// off.
-fn watch_stream(stream: PieceStream, target: Arc<Target>, clock: Clock) -> PieceStream {
+/// off. `span`, the attempt's, stays open until the stream ends or is dropped, and says how
+/// it ended.
+fn watch_stream(
+    stream: PieceStream,
+    target: Arc<Target>,
+    clock: Clock,
+    span: tracing::Span,
+) -> PieceStream {
     futures::stream::unfold(Some(stream), move |stream| {
         let target = target.clone();
         let clock = clock.clone();
+        let span = span.clone();
         async move {
             let mut stream = stream?;
             let item = match tokio::time::timeout(target.timeout, stream.next()).await {
                 Ok(Some(Ok(piece))) => return Some((Ok(piece), Some(stream))),
-                Ok(None) => return None,
+                Ok(None) => {
+                    span.record("stream_end", "complete");
+                    return None;
+                }
                 Ok(Some(Err(error))) => error,
                 Err(_) => ProviderError::Timeout {
                     provider: target.name().to_owned(),
                     timeout_ms: whole_millis(target.timeout),
                 },
             };
+            span.record(
+                "stream_end",
+                tracing::field::display(AttemptOutcome::of(&item)),
+            );
+            span.record("otel.status_code", "ERROR");
             if verdict(&item) != Verdict::Final {
                 target.breaker().record_failure(clock());
             }
