@@ -7,6 +7,7 @@
 
 mod cloud_cli;
 mod cloud_http;
+mod cluster;
 mod code_actions;
 mod completion;
 mod context;

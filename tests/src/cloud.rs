@@ -129,6 +129,12 @@ pub struct CloudOptions {
     /// Address for `serve --bind`; `127.0.0.1:0` (a free port) if `None`. A test whose
     /// config must name the server's own URL (`auth.public_url`) picks the port first.
     pub bind: Option<String>,
+    /// A database shared with other instances (`postgres://…`); a SQLite file in the
+    /// server's temporary directory if `None`.
+    pub database_url: Option<String>,
+    /// The key of a user another instance already created in the shared database: no
+    /// user or key is created, and this becomes [`CloudServer::api_key`].
+    pub existing_key: Option<String>,
 }
 
 impl CloudOptions {
@@ -162,9 +168,14 @@ impl CloudServer {
             .prefix("tandem-e2e-cloud-")
             .tempdir()
             .context("cannot create the cloud's temporary directory")?;
-        let database_path = directory.path().join("tandem.sqlite");
-        // `mode=rwc` lets SQLite create the file; the binary would otherwise have to.
-        let database_url = format!("sqlite://{}?mode=rwc", database_path.display());
+        let database_url = match &options.database_url {
+            Some(url) => url.clone(),
+            // `mode=rwc` lets SQLite create the file; the binary would otherwise have to.
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                directory.path().join("tandem.sqlite").display()
+            ),
+        };
         let config_path = directory.path().join("tandem-cloud.toml");
         std::fs::write(&config_path, config_toml(&options, &database_url))
             .context("cannot write the cloud's config")?;
@@ -187,8 +198,8 @@ impl CloudServer {
             database_url: &database_url,
             env: &env,
         };
-        let mut api_key = String::new();
-        if !options.bootstrap {
+        let mut api_key = options.existing_key.clone().unwrap_or_default();
+        if !options.bootstrap && options.existing_key.is_none() {
             // The top tier unless the test says otherwise: the default (`free`) does not
             // include inline completion.
             let tier = options.tier.as_deref().unwrap_or("enterprise");
@@ -337,6 +348,11 @@ impl CloudServer {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills `serve` without warning (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
     }
 
     /// Process id of `serve`, for reading its memory and CPU time from `/proc`;

@@ -55,8 +55,10 @@ impl ScratchDb {
     /// A new schema on the PostgreSQL server at `url`; connections to it see only it.
     pub async fn postgres(url: &str) -> Result<ScratchDb, DbError> {
         let server = PgConnectOptions::from_str(url)?;
-        let schema = format!("scratch_{}", uuid::Uuid::new_v4().simple());
+        // A v7 UUID: the name says when it was made, so stale ones can be told apart.
+        let schema = format!("{SCHEMA_PREFIX}{}", uuid::Uuid::now_v7().simple());
         let mut connection = server.connect().await?;
+        drop_stale_schemas(&mut connection).await?;
         sqlx::query(&format!("CREATE SCHEMA {schema}"))
             .execute(&mut connection)
             .await?;
@@ -82,6 +84,46 @@ impl ScratchDb {
         migrate(&pool).await?;
         Ok(pool)
     }
+}
+
+/// What every scratch schema's name starts with.
+const SCHEMA_PREFIX: &str = "scratch_";
+
+/// How old a scratch schema must be before another run may drop it: older than any test
+/// run, so no running test loses its database.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Drops scratch schemas left behind by processes that exited before their cleanup
+/// thread finished (see [`ScratchDb`]'s `Drop`).
+async fn drop_stale_schemas(connection: &mut sqlx::PgConnection) -> Result<(), DbError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT schema_name::text FROM information_schema.schemata \
+         WHERE starts_with(schema_name, $1)",
+    )
+    .bind(SCHEMA_PREFIX)
+    .fetch_all(&mut *connection)
+    .await?;
+    let now = std::time::SystemTime::now();
+    for name in names {
+        let created = name
+            .strip_prefix(SCHEMA_PREFIX)
+            .and_then(|hex| uuid::Uuid::parse_str(hex).ok())
+            .and_then(|id| id.get_timestamp())
+            .map(|stamp| {
+                let (seconds, nanos) = stamp.to_unix();
+                std::time::UNIX_EPOCH + std::time::Duration::new(seconds, nanos)
+            });
+        // Names that are not ours (no v7 UUID) are left alone.
+        let stale = created
+            .and_then(|created| now.duration_since(created).ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if stale {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(&mut *connection)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for ScratchDb {
