@@ -181,6 +181,10 @@ async fn authenticate(state: &AppState, key: &str) -> Result<AuthUser, AppError>
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )),
             AuthFailure::Database(message) => AppError::internal(message),
+            AuthFailure::Unavailable(message) => AppError::NotReady {
+                public: "the database is not reachable; try again shortly".to_owned(),
+                cause: message.into(),
+            },
         })
 }
 
@@ -191,12 +195,20 @@ enum AuthFailure {
     Revoked,
     Expired(chrono::DateTime<chrono::Utc>),
     Database(String),
+    /// The database could not be reached (503, not 500).
+    Unavailable(String),
 }
 
 async fn look_up(state: &AppState, key: &str, hash: KeyHash) -> Result<CachedKey, AuthFailure> {
     let found = api_keys::find_by_hash(&state.db, &hash)
         .await
-        .map_err(|error| AuthFailure::Database(error.to_string()))?;
+        .map_err(|error| {
+            if error.is_unavailable() {
+                AuthFailure::Unavailable(error.to_string())
+            } else {
+                AuthFailure::Database(error.to_string())
+            }
+        })?;
     // The lookup is by hash; the constant-time comparison keeps the final decision
     // independent of how much of the hash matched.
     let Some(found) = found.filter(|found| keys::verify(key, &found.key_hash)) else {

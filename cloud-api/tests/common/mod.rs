@@ -36,8 +36,12 @@ pub struct TestApp {
 impl TestApp {
     /// `config` is TOML text, as in a `--config` file.
     pub async fn new(config: &str) -> TestApp {
+        TestApp::on(config, db::scratch::ScratchDb::new().await.unwrap()).await
+    }
+
+    /// Like [`TestApp::new`], on a given scratch database.
+    pub async fn on(config: &str, scratch: db::scratch::ScratchDb) -> TestApp {
         let config = Config::parse_str(config).expect("test config is valid");
-        let scratch = db::scratch::ScratchDb::new().await.unwrap();
         let pool = scratch.pool().await.unwrap();
         let user = users::create(&pool, "user@example.com", Tier::pro())
             .await
