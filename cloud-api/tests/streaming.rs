@@ -23,10 +23,15 @@ fn stream_body() -> Value {
 
 /// The usage row of `request_id`: (status, provider, prompt, completion tokens).
 async fn usage_row(app: &TestApp, request_id: &str) -> Option<(i64, Option<String>, i64, i64)> {
-    on!(&app.state.db, sqlx::query_as(
-        "SELECT status, provider, prompt_tokens, completion_tokens FROM usage WHERE request_id = $1",
+    on!(
+        &app.state.db,
+        sqlx::query_as(
+            "SELECT status, provider, prompt_tokens, completion_tokens FROM usage \
+             WHERE request_id = $1",
+        )
+        .bind(request_id),
+        fetch_optional
     )
-    .bind(request_id), fetch_optional)
     .unwrap()
 }
 

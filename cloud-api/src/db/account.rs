@@ -53,8 +53,8 @@ pub async fn export(pool: &Pool, user: &User) -> Result<AccountData, DbError> {
         pool,
         sqlx::query_as(
             "SELECT request_id, key_id, endpoint, task, provider, model, prompt_tokens, \
-         completion_tokens, latency_ms, status, cost_usd, created_at \
-         FROM usage WHERE user_id = $1 ORDER BY created_at, id",
+             completion_tokens, latency_ms, status, cost_usd, created_at \
+             FROM usage WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(&user.id),
         fetch_all
@@ -99,8 +99,10 @@ pub async fn delete(
         Backend::Sqlite => "json_remove(detail, '$.email')",
         Backend::Postgres => "(detail::jsonb - 'email')::text",
     };
-    let forget_email =
-        format!("UPDATE audit_log SET detail = {without_email} WHERE target = $1 OR actor = $1");
+    let forget_email = format!(
+        "UPDATE audit_log SET detail = {without_email} WHERE target = $1 OR actor \
+         = $1"
+    );
     on!(
         &mut transaction,
         sqlx::query(&forget_email).bind(format!("user:{}", user.id)),

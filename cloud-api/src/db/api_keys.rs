@@ -143,8 +143,9 @@ pub async fn insert_granted<'e>(
     on!(
         executor,
         sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scopes, created_at, \
-         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO api_keys (id, user_id, name, key_hash, key_prefix, scopes, \
+             created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&api_key.id)
         .bind(&api_key.user_id)
@@ -250,7 +251,8 @@ pub async fn create_audited(
         "key.create",
         Some(&format!("key:{}", created.id)),
         source,
-        &json!({"name": created.name, "scopes": created.scopes, "expires_at": created.expires_at}),
+        &json!({"name": created.name, "scopes": created.scopes, "expires_at":
+        created.expires_at}),
     )
     .await?;
     transaction.commit().await?;
@@ -279,7 +281,11 @@ pub async fn revoke_audited(
     }
     let row: ApiKeyRow = on!(
         &mut transaction,
-        sqlx::query_as(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")).bind(&key.id),
+        sqlx::query_as(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = \
+             $1"
+        ))
+        .bind(&key.id),
         fetch_one
     )?;
     transaction.commit().await?;
@@ -316,9 +322,9 @@ pub async fn find_by_hash(pool: &Pool, hash: &KeyHash) -> Result<Option<KeyWithO
         pool,
         sqlx::query_as(
             "SELECT k.id AS key_id, k.key_hash, k.revoked_at, k.scopes, k.expires_at, \
-                u.id AS user_id, u.email, u.tier, u.created_at AS user_created_at \
-         FROM api_keys k JOIN users u ON u.id = k.user_id \
-         WHERE k.key_hash = $1",
+             u.id AS user_id, u.email, u.tier, u.created_at AS user_created_at \
+             FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = $1",
         )
         .bind(&hash.0[..]),
         fetch_optional
@@ -360,7 +366,7 @@ pub async fn touch_last_used<'e>(
         executor,
         sqlx::query(
             "UPDATE api_keys SET last_used_at = $1 \
-         WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
         )
         .bind(at)
         .bind(key_id),

@@ -62,7 +62,7 @@ pub async fn record<'e>(
         executor,
         sqlx::query(
             "INSERT INTO audit_log (id, at, actor, actor_key, action, target, source, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(crate::db::now())
@@ -96,27 +96,32 @@ pub async fn recent(
     user_id: Option<&str>,
     limit: u32,
 ) -> Result<Vec<AuditEntry>, DbError> {
-    let rows: Vec<AuditRow> =
-        match user_id {
-            Some(user_id) => {
-                on!(pool, sqlx::query_as(
-                "SELECT at, actor, actor_key, action, target, source, detail FROM audit_log \
+    let rows: Vec<AuditRow> = match user_id {
+        Some(user_id) => on!(
+            pool,
+            sqlx::query_as(
+                "SELECT at, actor, actor_key, action, target, source, detail \
+                 FROM audit_log \
                  WHERE actor = $1 OR target = $1 \
-                    OR target IN (SELECT 'key:' || id FROM api_keys WHERE user_id = $2) \
+                 OR target IN (SELECT 'key:' || id FROM api_keys WHERE user_id = $2) \
                  ORDER BY at DESC, id DESC LIMIT $3",
             )
             .bind(format!("user:{user_id}"))
             .bind(user_id)
-            .bind(i64::from(limit)), fetch_all)?
-            }
-            None => {
-                on!(pool, sqlx::query_as(
-                "SELECT at, actor, actor_key, action, target, source, detail FROM audit_log \
+            .bind(i64::from(limit)),
+            fetch_all
+        )?,
+        None => on!(
+            pool,
+            sqlx::query_as(
+                "SELECT at, actor, actor_key, action, target, source, detail \
+                 FROM audit_log \
                  ORDER BY at DESC, id DESC LIMIT $1",
             )
-            .bind(i64::from(limit)), fetch_all)?
-            }
-        };
+            .bind(i64::from(limit)),
+            fetch_all
+        )?,
+    };
     Ok(rows
         .into_iter()
         .map(|row| AuditEntry {

@@ -40,17 +40,22 @@ pub async fn create(
         execute
     )?;
     let expires_at = now + lifetime;
-    on!(pool, sqlx::query(
-        "INSERT INTO device_codes (device_code_hash, user_code, client_id, scopes, created_at, \
-         expires_at, interval_secs) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&device_code.0[..])
-    .bind(user_code)
-    .bind(client_id)
-    .bind(format_scopes(scopes))
-    .bind(now)
-    .bind(expires_at)
-    .bind(i64::from(interval_secs)), execute)?;
+    on!(
+        pool,
+        sqlx::query(
+            "INSERT INTO device_codes (device_code_hash, user_code, client_id, \
+             scopes, created_at, \
+             expires_at, interval_secs) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&device_code.0[..])
+        .bind(user_code)
+        .bind(client_id)
+        .bind(format_scopes(scopes))
+        .bind(now)
+        .bind(expires_at)
+        .bind(i64::from(interval_secs)),
+        execute
+    )?;
     Ok(NewDeviceCode {
         user_code: user_code.to_owned(),
         expires_at,
@@ -113,12 +118,16 @@ pub async fn poll(
     now: DateTime<Utc>,
 ) -> Result<Poll, DbError> {
     let mut transaction = super::begin_write(pool).await?;
-    let row: Option<GrantRow> =
-        on!(&mut transaction, sqlx::query_as(
-        "SELECT scopes, expires_at, interval_secs, last_polled_at, status, user_id, client_id \
-         FROM device_codes WHERE device_code_hash = $1",
-    )
-    .bind(&device_code.0[..]), fetch_optional)?;
+    let row: Option<GrantRow> = on!(
+        &mut transaction,
+        sqlx::query_as(
+            "SELECT scopes, expires_at, interval_secs, last_polled_at, status, user_id, \
+             client_id \
+             FROM device_codes WHERE device_code_hash = $1",
+        )
+        .bind(&device_code.0[..]),
+        fetch_optional
+    )?;
     let Some(row) = row.filter(|row| row.client_id == client_id) else {
         return Ok(Poll::Unknown);
     };
@@ -133,7 +142,7 @@ pub async fn poll(
                 &mut transaction,
                 sqlx::query(
                     "UPDATE device_codes SET status = 'used', last_polled_at = $1 \
-                 WHERE device_code_hash = $2 AND status = 'approved'",
+                     WHERE device_code_hash = $2 AND status = 'approved'",
                 )
                 .bind(now)
                 .bind(&device_code.0[..]),
@@ -168,7 +177,8 @@ pub async fn poll(
                 "key.create",
                 Some(&format!("key:{}", stored.id)),
                 source,
-                &json!({"name": stored.name, "scopes": stored.scopes, "via": "device_authorization"}),
+                &json!({"name": stored.name, "scopes": stored.scopes, "via":
+                "device_authorization"}),
             )
             .await?;
             transaction.commit().await?;
@@ -190,7 +200,7 @@ pub async fn poll(
                 &mut transaction,
                 sqlx::query(
                     "UPDATE device_codes SET last_polled_at = $1, interval_secs = $2 \
-                 WHERE device_code_hash = $3",
+                     WHERE device_code_hash = $3",
                 )
                 .bind(now)
                 .bind(i64::from(interval))
@@ -229,7 +239,7 @@ pub async fn find_pending(
         pool,
         sqlx::query_as(
             "SELECT user_code, client_id, scopes, expires_at FROM device_codes \
-         WHERE user_code = $1 AND status = 'pending' AND expires_at > $2",
+             WHERE user_code = $1 AND status = 'pending' AND expires_at > $2",
         )
         .bind(user_code)
         .bind(now),
@@ -259,7 +269,7 @@ pub async fn decide<'e>(
         executor,
         sqlx::query(
             "UPDATE device_codes SET status = $1, user_id = $2, decided_at = $3 \
-         WHERE user_code = $4 AND status = 'pending' AND expires_at > $5",
+             WHERE user_code = $4 AND status = 'pending' AND expires_at > $5",
         )
         .bind(if approve { "approved" } else { "denied" })
         .bind(&user.id)

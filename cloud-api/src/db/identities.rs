@@ -62,7 +62,7 @@ pub async fn sign_in(
                 &mut transaction,
                 sqlx::query(
                     "UPDATE identities SET email = $1, last_sign_in_at = $2 \
-                 WHERE provider = $3 AND subject = $4",
+                     WHERE provider = $3 AND subject = $4",
                 )
                 .bind(users::normalize_email(&identity.email))
                 .bind(now)
@@ -89,8 +89,8 @@ pub async fn sign_in(
                 &mut transaction,
                 sqlx::query(
                     "INSERT INTO identities \
-                 (id, user_id, provider, subject, email, created_at, last_sign_in_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     (id, user_id, provider, subject, email, created_at, last_sign_in_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(&user.id)
@@ -114,7 +114,7 @@ pub async fn list_for_user(pool: &Pool, user_id: &str) -> Result<Vec<Identity>, 
         pool,
         sqlx::query_as(
             "SELECT provider, subject, email, created_at, last_sign_in_at FROM identities \
-         WHERE user_id = $1 ORDER BY created_at, id",
+             WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(user_id),
         fetch_all

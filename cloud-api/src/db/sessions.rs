@@ -44,7 +44,7 @@ pub async fn is_active<'e>(
         executor,
         sqlx::query_as(
             "SELECT id FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL \
-         AND expires_at > $3",
+             AND expires_at > $3",
         )
         .bind(id)
         .bind(user_id)
@@ -63,12 +63,17 @@ pub async fn end<'e>(
     because: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    on!(executor, sqlx::query(
-        "UPDATE sessions SET revoked_at = $1, revoked_because = $2 WHERE id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(because)
-    .bind(id), execute)?;
+    on!(
+        executor,
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, revoked_because = $2 WHERE id = $3 \
+             AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(because)
+        .bind(id),
+        execute
+    )?;
     Ok(())
 }
 
@@ -79,12 +84,17 @@ pub async fn insert_refresh_token<'e>(
     session_id: &str,
     issued_at: DateTime<Utc>,
 ) -> Result<(), DbError> {
-    on!(executor, sqlx::query(
-        "INSERT INTO session_refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)",
-    )
-    .bind(&token_hash.0[..])
-    .bind(session_id)
-    .bind(issued_at), execute)?;
+    on!(
+        executor,
+        sqlx::query(
+            "INSERT INTO session_refresh_tokens (token_hash, session_id, issued_at) \
+             VALUES ($1, $2, $3)",
+        )
+        .bind(&token_hash.0[..])
+        .bind(session_id)
+        .bind(issued_at),
+        execute
+    )?;
     Ok(())
 }
 
@@ -127,11 +137,16 @@ pub async fn claim_refresh_token<'e>(
     token_hash: &KeyHash,
     now: DateTime<Utc>,
 ) -> Result<bool, DbError> {
-    let claimed = on!(executor, sqlx::query(
-        "UPDATE session_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(&token_hash.0[..]), execute)?;
+    let claimed = on!(
+        executor,
+        sqlx::query(
+            "UPDATE session_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND \
+             used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&token_hash.0[..]),
+        execute
+    )?;
     Ok(claimed > 0)
 }
 

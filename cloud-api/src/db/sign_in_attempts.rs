@@ -35,8 +35,8 @@ pub async fn create(
         &mut transaction,
         sqlx::query(
             "INSERT INTO sign_in_attempts \
-         (state_hash, provider, pkce_verifier, nonce, next_path, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (state_hash, provider, pkce_verifier, nonce, next_path, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&KeyHash::of(state).0[..])
         .bind(&attempt.provider)
@@ -61,7 +61,7 @@ pub async fn take(
         pool,
         sqlx::query_as(
             "DELETE FROM sign_in_attempts WHERE state_hash = $1 \
-         RETURNING provider, pkce_verifier, nonce, next_path, expires_at",
+             RETURNING provider, pkce_verifier, nonce, next_path, expires_at",
         )
         .bind(&KeyHash::of(state).0[..]),
         fetch_optional

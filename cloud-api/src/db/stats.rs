@@ -50,7 +50,7 @@ pub async fn over(pool: &Pool, from: DateTime<Utc>, to: DateTime<Utc>) -> Result
         pool,
         sqlx::query_as(
             "SELECT COUNT(DISTINCT user_id), COUNT(*), \
-                    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) \
              FROM usage WHERE created_at >= $1 AND created_at < $2",
         )
         .bind(from)
@@ -60,8 +60,8 @@ pub async fn over(pool: &Pool, from: DateTime<Utc>, to: DateTime<Utc>) -> Result
     let breakdown = |column: &str| {
         format!(
             "SELECT {column} AS key, COUNT(*) AS requests, \
-                    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) \
-                        AS BIGINT) AS errors \
+             CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) \
+             AS BIGINT) AS errors \
              FROM usage WHERE created_at >= $1 AND created_at < $2 \
              GROUP BY 1 ORDER BY 2 DESC, 1"
         )
@@ -147,7 +147,8 @@ mod tests {
                 &pool,
                 sqlx::query(
                     "INSERT INTO usage (request_id, user_id, key_id, endpoint, task, provider, \
-                 latency_ms, status, created_at) VALUES ($1, $2, 'k', '/v1/x', $3, $4, $5, $6, $7)",
+                     latency_ms, status, created_at) VALUES ($1, $2, 'k', '/v1/x', $3, $4, \
+                     $5, $6, $7)",
                 )
                 .bind(format!("r{index}"))
                 .bind(&ada.id)

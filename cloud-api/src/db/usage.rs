@@ -110,9 +110,9 @@ pub async fn used_since(
         pool,
         sqlx::query_as(
             "SELECT CAST(COALESCE(SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END), 0) \
-                         AS BIGINT), \
-                    COUNT(*), \
-                    CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) \
+             AS BIGINT), \
+             COUNT(*), \
+             CAST(COALESCE(SUM(prompt_tokens + completion_tokens), 0) AS BIGINT) \
              FROM usage WHERE user_id = $2 AND created_at >= $3 AND status < 400",
         )
         .bind(Timestamp(hour_start))
@@ -162,11 +162,11 @@ pub async fn summary(
     };
     let sql = format!(
         "SELECT {key} AS key, COUNT(*) AS requests, \
-                CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                    AS errors, \
-                CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
-                CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
-                CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS cost_usd \
+         CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         AS errors, \
+         CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
+         CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
+         CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS cost_usd \
          FROM usage WHERE user_id = $1 AND created_at >= $2 AND created_at < $3 \
          GROUP BY 1 ORDER BY 1"
     );

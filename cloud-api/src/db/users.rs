@@ -136,11 +136,16 @@ pub async fn set_tier(pool: &Pool, email: &str, tier: &Tier) -> Result<User, DbE
 /// Number of users.
 /// Users in creation order, `limit` of them after the first `offset`.
 pub async fn list(pool: &Pool, offset: u32, limit: u32) -> Result<Vec<User>, DbError> {
-    let rows: Vec<UserRow> = on!(pool, sqlx::query_as(
-        "SELECT id, email, tier, created_at FROM users ORDER BY created_at, id LIMIT $1 OFFSET $2",
-    )
-    .bind(i64::from(limit))
-    .bind(i64::from(offset)), fetch_all)?;
+    let rows: Vec<UserRow> = on!(
+        pool,
+        sqlx::query_as(
+            "SELECT id, email, tier, created_at FROM users ORDER BY created_at, id \
+             LIMIT $1 OFFSET $2",
+        )
+        .bind(i64::from(limit))
+        .bind(i64::from(offset)),
+        fetch_all
+    )?;
     rows.into_iter().map(User::try_from).collect()
 }
 
@@ -173,7 +178,10 @@ mod tests {
         let error = create(&pool, "ada@example.com", Tier::free())
             .await
             .unwrap_err();
-        assert!(matches!(error, DbError::DuplicateUser(ref email) if email == "ada@example.com"));
+        assert!(
+            matches!(error, DbError::DuplicateUser(ref email) if email ==
+        "ada@example.com")
+        );
         assert!(matches!(
             get_by_email(&pool, "bob@example.com").await.unwrap_err(),
             DbError::UnknownUser(_)
