@@ -313,16 +313,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    #[track_caller]
-    fn check_invalid(text: &str, expected_fragment: &str) {
-        let message = Config::parse_str(text)
-            .expect_err("config should be refused")
-            .to_string();
-        assert!(
-            message.contains(expected_fragment),
-            "`{message}` does not contain `{expected_fragment}`"
-        );
-    }
+    use crate::config::test_support::check_invalid;
 
     #[test]
     fn defaults_are_off_but_safe() {

@@ -388,12 +388,7 @@ fn check_http_url(at: &str, url: &str) -> Result<(), ConfigError> {
 mod tests {
     use crate::config::Config;
 
-    #[track_caller]
-    fn refused(text: &str) -> String {
-        Config::parse_str(text)
-            .expect_err("configuration should be refused")
-            .to_string()
-    }
+    use crate::config::test_support::refused;
 
     const SIGN_IN: &str = r#"
         [auth]

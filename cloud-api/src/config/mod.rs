@@ -938,19 +938,35 @@ fn validate_base_url(at: &str, base_url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What the sections' tests share: the message a refused configuration gets.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::Config;
 
+    /// The error message for `text`, which must be refused.
     #[track_caller]
-    fn check_invalid(text: &str, expected_fragment: &str) {
-        let error = Config::parse_str(text).expect_err("config should be refused");
-        let message = error.to_string();
+    pub(crate) fn refused(text: &str) -> String {
+        Config::parse_str(text)
+            .expect_err("config should be refused")
+            .to_string()
+    }
+
+    /// Checks that `text` is refused with a message containing `expected_fragment`.
+    #[track_caller]
+    pub(crate) fn check_invalid(text: &str, expected_fragment: &str) {
+        let message = refused(text);
         assert!(
             message.contains(expected_fragment),
             "`{message}` does not contain `{expected_fragment}`"
         );
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::test_support::check_invalid;
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -143,12 +143,7 @@ impl RedisConfig {
 mod tests {
     use crate::config::Config;
 
-    #[track_caller]
-    fn refused(text: &str) -> String {
-        Config::parse_str(text)
-            .expect_err("config should be refused")
-            .to_string()
-    }
+    use crate::config::test_support::refused;
 
     #[test]
     fn defaults_keep_limits_per_instance() {

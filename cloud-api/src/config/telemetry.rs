@@ -126,11 +126,10 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// Checks that `text` is refused with exactly `expected`.
     #[track_caller]
     fn check_invalid(text: &str, expected: &str) {
-        let message = Config::parse_str(text)
-            .expect_err("config should be refused")
-            .to_string();
+        let message = crate::config::test_support::refused(text);
         assert_eq!(message, format!("invalid config: {expected}"));
     }
 
