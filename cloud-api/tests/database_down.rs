@@ -12,22 +12,10 @@ use std::sync::Arc;
 use common::{completion_body, fixture_provider, TestApp};
 use tandem_cloud::db::scratch::ScratchDb;
 use tandem_cloud::db::{self, on};
+use tandem_e2e::services::{service_url, POSTGRES_URL};
 use tandem_e2e::ProviderFixture;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("TANDEM_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("TANDEM_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("TANDEM_TEST_POSTGRES_URL is not set, and TANDEM_REQUIRE_SERVICES=1 requires it")
-        }
-        _ => {
-            eprintln!("skipping: TANDEM_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
 
 /// A TCP relay to `target` that can be cut: then every relayed connection is closed and
 /// new ones are refused, as when the database host goes away.
@@ -69,7 +57,9 @@ impl Relay {
 
 #[tokio::test]
 async fn without_its_database_the_server_is_not_ready_and_answers_503() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = service_url(POSTGRES_URL, "database_down") else {
+        return;
+    };
     let parsed = reqwest::Url::parse(&url).unwrap();
     let host = parsed.host_str().unwrap_or("127.0.0.1");
     let port = parsed.port().unwrap_or(5432);

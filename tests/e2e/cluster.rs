@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
+use tandem_e2e::services::{service_url, POSTGRES_URL, REDIS_URL};
 use tandem_e2e::{CloudOptions, CloudServer, ProviderConfig, ProviderFixture, TEST_USER_EMAIL};
 
 const INSTANCES: usize = 3;
@@ -26,20 +27,6 @@ const PACED: usize = 900;
 const PACE: Duration = Duration::from_millis(3);
 const KILL_AFTER: Duration = Duration::from_secs(1);
 const LOAD_USER_EMAIL: &str = "load@example.com";
-
-/// The URL in `variable`, or `None` (with a note) when the machine has no such service.
-fn service(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("TANDEM_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{variable} is not set, and TANDEM_REQUIRE_SERVICES=1 requires it")
-        }
-        _ => {
-            eprintln!("skipping the cluster test: {variable} is not set");
-            None
-        }
-    }
-}
 
 /// A schema of its own on the PostgreSQL server, which the instances see as their whole
 /// database (through `search_path`), dropped at the end.
@@ -125,20 +112,23 @@ key_prefix = {key_prefix:?}
 timeout_ms = 5000
 instances = {INSTANCES}
 
-[tiers.quota]
-# The hourly quota may not exceed the daily one; the daily one binds.
-requests_per_hour = {DAILY_QUOTA}
-requests_per_day = {DAILY_QUOTA}
-burst_per_minute = 0
-tokens_per_day = 1000000000
-max_file_size_mb = 10
-max_context_tokens = 32000
-providers = ["*"]
-features = ["*"]
+{quota}
+{load}"#,
+            // The hourly quota may not exceed the daily one; the daily one binds.
+            quota = tier_toml("quota", DAILY_QUOTA, DAILY_QUOTA),
+            load = tier_toml("load", 1_000_000, 1_000_000),
+        ),
+        ..CloudOptions::default()
+    }
+}
 
-[tiers.load]
-requests_per_hour = 1000000
-requests_per_day = 1000000
+/// A tier with these request quotas, no burst limit, and everything else out of reach.
+fn tier_toml(name: &str, per_hour: usize, per_day: usize) -> String {
+    format!(
+        r#"
+[tiers.{name}]
+requests_per_hour = {per_hour}
+requests_per_day = {per_day}
 burst_per_minute = 0
 tokens_per_day = 1000000000
 max_file_size_mb = 10
@@ -146,9 +136,7 @@ max_context_tokens = 32000
 providers = ["*"]
 features = ["*"]
 "#
-        ),
-        ..CloudOptions::default()
-    }
+    )
 }
 
 /// One completion request: the status and the completion id, or `None` when no whole
@@ -183,8 +171,8 @@ async fn away_from_midnight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_one_quota_exactly_and_survive_losing_one() {
     let (Some(postgres), Some(redis)) = (
-        service("TANDEM_TEST_POSTGRES_URL"),
-        service("TANDEM_TEST_REDIS_URL"),
+        service_url(POSTGRES_URL, "cluster"),
+        service_url(REDIS_URL, "cluster"),
     ) else {
         return;
     };

@@ -13,6 +13,7 @@ mod loopback;
 pub mod lsp_client;
 pub mod provider;
 pub mod proxy;
+pub mod services;
 
 pub use cloud::{CloudOptions, CloudServer, ProviderConfig, TEST_USER_EMAIL};
 pub use document::{Encoding, TextModel};

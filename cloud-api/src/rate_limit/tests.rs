@@ -19,20 +19,7 @@ use crate::tiers::Tiers;
 
 /// The test Redis, or `None` after a note when the environment names none.
 fn test_redis_url(test: &str) -> Option<String> {
-    match std::env::var("TANDEM_TEST_REDIS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var("TANDEM_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: TANDEM_REQUIRE_SERVICES=1 but TANDEM_TEST_REDIS_URL is not set")
-        }
-        _ => {
-            // Straight to stderr: the test harness would swallow `eprintln!` of a pass.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test} skipped: set TANDEM_TEST_REDIS_URL (redis://127.0.0.1:6379)"
-            );
-            None
-        }
-    }
+    tandem_e2e::services::service_url(tandem_e2e::services::REDIS_URL, test)
 }
 
 /// A key prefix no other test or run uses.
