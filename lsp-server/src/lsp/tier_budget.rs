@@ -82,11 +82,52 @@ impl TierBudget {
         FALLBACK_MAX_CONTEXT_TOKENS
     }
 
-    /// Forgets the limit, so the next request reads it again: the cloud refused a
-    /// request as too large, so the tier changed.
-    pub(crate) fn forget(&self) {
+    /// The cloud refused a request of `refused_tokens` as too large. When the limit
+    /// known now would have allowed it, the tier changed: forget the limit so the next
+    /// request reads it again. A request built before the limit arrived (with the
+    /// fallback) says nothing about the limit, and forgetting it then would loop: read,
+    /// refused, forget, read again.
+    pub(crate) fn refused(&self, refused_tokens: u64) {
         let mut state = self.state();
-        state.limit = None;
-        state.retry_at = None;
+        match state.limit {
+            Some(limit) if u64::from(limit) >= refused_tokens => state.limit = None,
+            Some(_) => {}
+            None => state.retry_at = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget_knowing(limit: Option<u32>) -> TierBudget {
+        let budget = TierBudget::default();
+        budget.state().limit = limit;
+        budget.state().retry_at = Some(Instant::now() + RETRY_AFTER);
+        budget
+    }
+
+    #[test]
+    fn a_refusal_of_a_request_built_before_the_limit_arrived_keeps_the_limit() {
+        // The request used the fallback (4,000) and the real limit (300) arrived while it
+        // was in flight: the refusal is explained, the limit stays.
+        let budget = budget_knowing(Some(300));
+        budget.refused(3_900);
+        assert_eq!(budget.state().limit, Some(300));
+    }
+
+    #[test]
+    fn a_refusal_within_the_known_limit_means_the_tier_changed() {
+        let budget = budget_knowing(Some(300));
+        budget.refused(280);
+        assert_eq!(budget.state().limit, None);
+    }
+
+    #[test]
+    fn a_refusal_without_a_known_limit_allows_asking_again_now() {
+        let budget = budget_knowing(None);
+        budget.refused(3_900);
+        assert_eq!(budget.state().retry_at, None);
     }
 }

@@ -138,8 +138,9 @@ pub(crate) async fn suggest(
             report_cloud_error(server, &target, &config, &error).await;
             if let CloudError::Server { body, .. } = error.as_ref() {
                 if body.code() == Some(ErrorCode::ContextTooLarge) {
-                    // The tier changed under us: read its limit again.
-                    server.tier_budget.forget();
+                    server
+                        .tier_budget
+                        .refused(u64::from(prepared.request.estimated_tokens()));
                 }
             }
             Ok(None)
