@@ -1,7 +1,8 @@
-//! Real editor clients against the real binaries: Microsoft's `vscode-jsonrpc` (the
-//! JSON-RPC layer of VS Code's LSP client) under Node, and Neovim's built-in LSP client,
-//! headless. The scripts live in `tests/clients/`; here we start the cloud and a provider
-//! that always answers the same text, and run each client as a child process.
+//! What the real-editor-client tests share: they start the cloud and a provider that
+//! always answers the same text, and run a client script from `tests/clients/` (or an
+//! editor plugin's own test) as a child process. The tests themselves are in
+//! `vscode_client.rs` (Microsoft's `vscode-jsonrpc` under Node) and `neovim_client.rs`
+//! (headless Neovim with the plugin from `editors/nvim`).
 //!
 //! A developer without Node's packages or Neovim installed sees these tests skip with a
 //! message; CI sets `TANDEM_REQUIRE_EDITOR_CLIENTS=1`, and there a missing client fails.
@@ -15,19 +16,19 @@ use tandem_e2e::{binaries, CloudOptions, CloudServer, ProviderConfig, ProviderFi
 use crate::support::MODEL;
 
 /// Ends with a non-ASCII character so a client that mangles UTF-8 fails visibly.
-const EXPECTED_TEXT: &str = "return sum(v * 2 for v in values)  # ✓";
+pub(crate) const EXPECTED_TEXT: &str = "return sum(v * 2 for v in values)  # ✓";
 
-fn clients_directory() -> PathBuf {
+pub(crate) fn clients_directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
 /// Whether a missing client is a failure (CI) or a skip (a developer's machine).
-fn clients_required() -> bool {
+pub(crate) fn clients_required() -> bool {
     std::env::var("TANDEM_REQUIRE_EDITOR_CLIENTS").is_ok_and(|value| value == "1")
 }
 
 /// Reports a missing client: panics in CI, otherwise says what to install and returns.
-fn missing(what: &str, install: &str) {
+pub(crate) fn missing(what: &str, install: &str) {
     assert!(
         !clients_required(),
         "{what} is required (TANDEM_REQUIRE_EDITOR_CLIENTS=1) but missing: {install}"
@@ -35,7 +36,7 @@ fn missing(what: &str, install: &str) {
     eprintln!("skipping: {what} is not installed ({install})");
 }
 
-fn command_exists(program: &str) -> bool {
+pub(crate) fn command_exists(program: &str) -> bool {
     std::process::Command::new(program)
         .arg("--version")
         .output()
@@ -44,7 +45,9 @@ fn command_exists(program: &str) -> bool {
 
 /// A cloud whose provider replies `EXPECTED_TEXT`, and the environment the client scripts
 /// read (see `tests/clients/README.md`).
-async fn start_cloud(reply: &str) -> (ProviderFixture, CloudServer, Vec<(String, String)>) {
+pub(crate) async fn start_cloud(
+    reply: &str,
+) -> (ProviderFixture, CloudServer, Vec<(String, String)>) {
     let provider = ProviderFixture::start().await.expect("provider fixture");
     provider.reply_with_text(reply);
     let cloud = CloudServer::start(CloudOptions::with_provider(ProviderConfig::ollama(
@@ -63,7 +66,7 @@ async fn start_cloud(reply: &str) -> (ProviderFixture, CloudServer, Vec<(String,
     (provider, cloud, environment)
 }
 
-async fn run(mut command: tokio::process::Command, what: &str) -> Output {
+pub(crate) async fn run(mut command: tokio::process::Command, what: &str) -> Output {
     command
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
@@ -74,7 +77,7 @@ async fn run(mut command: tokio::process::Command, what: &str) -> Output {
     output
 }
 
-fn assert_success(output: &Output, what: &str, cloud: &CloudServer) {
+pub(crate) fn assert_success(output: &Output, what: &str, cloud: &CloudServer) {
     assert!(
         output.status.success(),
         "{what} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- tandem-cloud stderr ---\n{}",
@@ -83,52 +86,4 @@ fn assert_success(output: &Output, what: &str, cloud: &CloudServer) {
         String::from_utf8_lossy(&output.stderr),
         cloud.stderr()
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vscode_jsonrpc_client_gets_the_suggestion() {
-    let directory = clients_directory().join("vscode-jsonrpc");
-    if !directory.join("node_modules/vscode-jsonrpc").is_dir() || !command_exists("node") {
-        return missing(
-            "the vscode-jsonrpc client",
-            "install Node.js, then `npm ci --prefix tests/clients/vscode-jsonrpc`",
-        );
-    }
-    let (provider, cloud, environment) = start_cloud(EXPECTED_TEXT).await;
-    let config_directory = tempfile::tempdir().unwrap();
-
-    let mut command = tokio::process::Command::new("node");
-    command
-        .arg("test.mjs")
-        .current_dir(&directory)
-        .envs(environment)
-        .env("TANDEM_CONFIG_DIR", config_directory.path());
-    let output = run(command, "the vscode-jsonrpc client").await;
-    assert_success(&output, "the vscode-jsonrpc client", &cloud);
-    // The suggestion really came from the provider, through the cloud.
-    assert!(provider.request_count() >= 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn neovim_client_gets_the_suggestion() {
-    if !command_exists("nvim") {
-        return missing("Neovim", "`apt-get install neovim`");
-    }
-    let (provider, cloud, environment) = start_cloud(EXPECTED_TEXT).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let script = clients_directory().join("neovim/test.lua");
-
-    let mut command = tokio::process::Command::new("nvim");
-    command
-        .args(["--headless", "--clean", "-u", "NONE", "-c"])
-        .arg(format!("luafile {}", script.display()))
-        .envs(environment)
-        // Keep Neovim's state and the server's credentials lookup out of the home directory.
-        .env("TANDEM_CONFIG_DIR", scratch.path().join("config"))
-        .env("XDG_STATE_HOME", scratch.path().join("state"))
-        .env("XDG_CACHE_HOME", scratch.path().join("cache"))
-        .env("XDG_DATA_HOME", scratch.path().join("data"));
-    let output = run(command, "headless Neovim").await;
-    assert_success(&output, "headless Neovim", &cloud);
-    assert!(provider.request_count() >= 1);
 }
