@@ -6,11 +6,12 @@
 //! a down server must not add a connect timeout to every keystroke. Any success resets
 //! the window.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
+use tandem_shared::quota_headers::{self, TokensReading, WindowReading};
 use tandem_shared::stream::{Delta, EVENT_DELTA, EVENT_DONE, EVENT_ERROR};
 use tandem_shared::{
     ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, ErrorBody, ErrorCode,
@@ -97,11 +98,79 @@ impl Backoff {
     }
 }
 
+/// The quota an answer's headers report ([`tandem_shared::quota_headers`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerQuota {
+    pub windows: Vec<WindowReading>,
+    pub tokens: Option<TokensReading>,
+}
+
+impl AnswerQuota {
+    /// `None` when the answer carries no quota headers (a proxy's error page, an older
+    /// cloud, an anonymous call).
+    fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<AnswerQuota> {
+        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let windows = text(quota_headers::RATELIMIT)
+            .map(|ratelimit| {
+                quota_headers::parse_request_windows(
+                    text(quota_headers::RATELIMIT_POLICY),
+                    ratelimit,
+                )
+            })
+            .unwrap_or_default();
+        let tokens = match (
+            text(quota_headers::TOKENS_LIMIT),
+            text(quota_headers::TOKENS_REMAINING),
+            text(quota_headers::TOKENS_RESET),
+        ) {
+            (Some(limit), Some(remaining), Some(reset)) => {
+                quota_headers::parse_tokens(limit, remaining, reset)
+            }
+            _ => None,
+        };
+        (!windows.is_empty() || tokens.is_some()).then_some(AnswerQuota { windows, tokens })
+    }
+}
+
+/// Told about every call made with an API key, for the status an editor shows.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// A call went out.
+    fn call_started(&self);
+    /// A call (a streamed answer: its stream) is over, however it ended.
+    fn call_ended(&self);
+    /// The head of the answer came (`Ok`), or the call failed; with the quota the
+    /// answer's headers report.
+    fn answered(&self, server: &str, result: Result<(), &CloudError>, quota: Option<&AnswerQuota>);
+}
+
+/// Ends a call for the observer when dropped: after the body was read, or when a
+/// streamed answer is dropped.
+#[derive(Debug)]
+struct CallGuard(Option<Arc<dyn CallObserver>>);
+
+impl CallGuard {
+    fn start(observer: Option<&Arc<dyn CallObserver>>) -> CallGuard {
+        if let Some(observer) = observer {
+            observer.call_started();
+        }
+        CallGuard(observer.cloned())
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(observer) = &self.0 {
+            observer.call_ended();
+        }
+    }
+}
+
 /// The cloud API client.
 #[derive(Debug)]
 pub struct CloudClient {
     http: reqwest::Client,
     backoff: Mutex<Backoff>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl CloudClient {
@@ -117,7 +186,14 @@ impl CloudClient {
         Ok(CloudClient {
             http,
             backoff: Mutex::new(Backoff::default()),
+            observer: None,
         })
+    }
+
+    /// Reports every keyed call to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> CloudClient {
+        self.observer = Some(observer);
+        self
     }
 
     fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
@@ -279,6 +355,7 @@ impl CloudClient {
         let url = format!("{}/v1/chat", target.server);
         let mut request = request.clone();
         request.stream = true;
+        let busy = CallGuard::start(self.observer.as_ref());
         let response = self
             .open(target, self.http.post(&url).json(&request), None)
             .await?;
@@ -301,6 +378,7 @@ impl CloudClient {
             events: Some(response.bytes_stream().eventsource().boxed()),
             pending: None,
             idle: target.timeout,
+            _busy: busy,
         })
     }
 
@@ -309,6 +387,7 @@ impl CloudClient {
         target: &CloudTarget,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CloudError> {
+        let _busy = CallGuard::start(self.observer.as_ref());
         let response = self.open(target, request, Some(target.timeout)).await?;
         let bytes = response
             .bytes()
@@ -318,12 +397,30 @@ impl CloudClient {
     }
 
     /// Sends `request` with the key and returns a 2xx response unread; other statuses
-    /// become errors with the server's error body.
+    /// become errors with the server's error body. The observer hears how it went.
     async fn open(
         &self,
         target: &CloudTarget,
         request: reqwest::RequestBuilder,
         timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, CloudError> {
+        let mut quota = None;
+        let result = self
+            .open_unobserved(target, request, timeout, &mut quota)
+            .await;
+        if let Some(observer) = &self.observer {
+            observer.answered(&target.server, result.as_ref().map(|_| ()), quota.as_ref());
+        }
+        result
+    }
+
+    /// [`Self::open`] without the observer; sets `quota` from the answer's headers.
+    async fn open_unobserved(
+        &self,
+        target: &CloudTarget,
+        request: reqwest::RequestBuilder,
+        timeout: Option<Duration>,
+        quota: &mut Option<AnswerQuota>,
     ) -> Result<reqwest::Response, CloudError> {
         let request_id = new_request_id();
         let traceparent = traceparent(&request_id);
@@ -349,6 +446,7 @@ impl CloudClient {
             })?
             .map_err(|error| classify(target, error))?;
         let status = response.status();
+        *quota = AnswerQuota::from_headers(response.headers());
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if status.is_success() {
             tracing::debug!(%request_id, status = status.as_u16(), elapsed_ms, "cloud answered");
@@ -527,6 +625,8 @@ pub struct ChatEvents {
     pending: Option<ChatResponse>,
     /// Longest pause between events.
     idle: Duration,
+    /// Keeps the call counted as running until the stream is dropped.
+    _busy: CallGuard,
 }
 
 impl std::fmt::Debug for ChatEvents {
@@ -543,6 +643,7 @@ impl ChatEvents {
             events: None,
             pending: Some(answer),
             idle,
+            _busy: CallGuard(None),
         }
     }
 

@@ -4,7 +4,8 @@
 //! only module that knows `lsp_types`); [`document`] stores open documents and owns all
 //! position arithmetic; [`context`] cuts the text around the cursor to budget;
 //! [`cloud`] talks HTTP to the Tandem cloud API; [`credentials`] and [`settings`] decide
-//! where the server URL, API key and limits come from.
+//! where the server URL, API key and limits come from; [`status`] keeps what an
+//! editor's status bar shows.
 //!
 //! Invariants: only `lsp/` knows `lsp_types` and tower-lsp (feature code takes `&str`
 //! and byte offsets); every position conversion goes through `document::position`;
@@ -37,6 +38,7 @@ pub(crate) mod memory;
 pub(crate) mod postprocess;
 pub(crate) mod privacy;
 pub(crate) mod settings;
+pub(crate) mod status;
 pub(crate) mod syntax;
 
 pub use cli::{run, Cli};

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod error;
 pub mod inline_completion;
 pub mod keys;
+pub mod quota_headers;
 pub mod stream;
 pub mod tier;
 pub mod tokens;

@@ -116,18 +116,24 @@ async fn forward(
         }
     };
     let status = upstream_response.status();
-    let content_type = upstream_response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .cloned();
+    let upstream_headers = upstream_response.headers().clone();
     // Passed through as it arrives, so streamed answers stay streamed; the client
     // hanging up drops the upstream connection too, as it would without the proxy.
     let mut response = Response::new(Body::from_stream(upstream_response.bytes_stream()));
     *response.status_mut() = status;
-    if let Some(content_type) = content_type {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
+    // Every end-to-end header (content type, quota headers, request id); the hop-by-hop
+    // ones describe the upstream connection, and the length is the stream's to set.
+    for (name, value) in &upstream_headers {
+        let hop_by_hop = [
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::CONTENT_LENGTH,
+        ]
+        .contains(name)
+            || name.as_str() == "keep-alive";
+        if !hop_by_hop {
+            response.headers_mut().append(name, value.clone());
+        }
     }
     response
 }

@@ -1,25 +1,18 @@
-//! The quota a response leaves, in headers: the IETF RateLimit fields
-//! (draft-ietf-httpapi-ratelimit-headers) for the request quotas, and Tandem's own for
-//! the token budget, which that draft has no unit for.
-//!
-//! ```text
-//! RateLimit-Policy: "hour";q=500;w=3600, "day";q=2000;w=86400
-//! RateLimit: "hour";r=499;t=1830, "day";r=1999;t=48630
-//! Tandem-Tokens-Limit: 8000000
-//! Tandem-Tokens-Remaining: 7999100
-//! Tandem-Tokens-Reset: 48630
-//! ```
+//! The quota a response leaves, in headers; the format is described (and read back) in
+//! [`tandem_shared::quota_headers`].
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
 
 use crate::rate_limit::QuotaStatus;
 
-pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-pub(crate) const TOKENS_LIMIT: HeaderName = HeaderName::from_static("tandem-tokens-limit");
-pub(crate) const TOKENS_REMAINING: HeaderName = HeaderName::from_static("tandem-tokens-remaining");
-pub(crate) const TOKENS_RESET: HeaderName = HeaderName::from_static("tandem-tokens-reset");
+use tandem_shared::quota_headers as names;
+
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static(names::RATELIMIT_POLICY);
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static(names::RATELIMIT);
+pub(crate) const TOKENS_LIMIT: HeaderName = HeaderName::from_static(names::TOKENS_LIMIT);
+pub(crate) const TOKENS_REMAINING: HeaderName = HeaderName::from_static(names::TOKENS_REMAINING);
+pub(crate) const TOKENS_RESET: HeaderName = HeaderName::from_static(names::TOKENS_RESET);
 
 /// Adds the headers for `status` as of `now`.
 pub(crate) fn insert(headers: &mut HeaderMap, status: &QuotaStatus, now: DateTime<Utc>) {
@@ -79,5 +72,39 @@ mod tests {
         );
         assert_eq!(headers["tandem-tokens-remaining"], "7999100");
         assert_eq!(headers["tandem-tokens-reset"], "48630");
+    }
+
+    /// The language server reads these headers with the shared parser: what the cloud
+    /// writes must read back as the same numbers.
+    #[test]
+    fn the_shared_parser_reads_what_the_cloud_writes() {
+        use tandem_shared::quota_headers::{parse_request_windows, parse_tokens};
+        let now: DateTime<Utc> = "2026-12-03T10:29:30Z".parse().unwrap();
+        let window = |limit, used, resets: &str| Window {
+            limit,
+            used,
+            resets_at: resets.parse().unwrap(),
+        };
+        let status = QuotaStatus {
+            hour: window(500, 1, "2026-12-03T11:00:00Z"),
+            day: window(2000, 10, "2026-12-04T00:00:00Z"),
+            tokens: window(8_000_000, 900, "2026-12-04T00:00:00Z"),
+        };
+        let mut headers = HeaderMap::new();
+        insert(&mut headers, &status, now);
+        let text = |name: &str| headers[name].to_str().unwrap();
+        let windows = parse_request_windows(Some(text("ratelimit-policy")), text("ratelimit"));
+        let read: Vec<_> = windows
+            .iter()
+            .map(|window| (window.name.as_str(), window.limit, window.remaining))
+            .collect();
+        assert_eq!(read, [("hour", Some(500), 499), ("day", Some(2000), 1990)]);
+        let tokens = parse_tokens(
+            text("tandem-tokens-limit"),
+            text("tandem-tokens-remaining"),
+            text("tandem-tokens-reset"),
+        )
+        .unwrap();
+        assert_eq!((tokens.limit, tokens.remaining), (8_000_000, 7_999_100));
     }
 }

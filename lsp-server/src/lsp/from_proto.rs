@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use tower_lsp::lsp_types::{
-    ClientCapabilities, InitializeParams, Position, PositionEncodingKind, ResourceOperationKind,
-    TextDocumentContentChangeEvent, Url,
+    ClientCapabilities, InitializeParams, MarkupKind, Position, PositionEncodingKind,
+    ResourceOperationKind, TextDocumentContentChangeEvent, Url,
 };
 
 use crate::context;
@@ -56,6 +56,11 @@ pub(crate) struct ClientSupport {
     pub(crate) work_done_progress: bool,
     /// `window/showDocument`.
     pub(crate) show_document: bool,
+    /// Markdown in a completion item's `documentation`.
+    pub(crate) completion_markdown: bool,
+    /// `experimental.tandem.statusNotifications`: the client handles
+    /// `tandem/didChangeStatus` (docs/editors/PROTOCOL.md).
+    pub(crate) status_notifications: bool,
 }
 
 pub(crate) fn client_support(capabilities: &ClientCapabilities) -> ClientSupport {
@@ -86,6 +91,20 @@ pub(crate) fn client_support(capabilities: &ClientCapabilities) -> ClientSupport
         show_document: window
             .and_then(|window| window.show_document.as_ref())
             .is_some_and(|show| show.support),
+        completion_markdown: capabilities
+            .text_document
+            .as_ref()
+            .and_then(|text| text.completion.as_ref())
+            .and_then(|completion| completion.completion_item.as_ref())
+            .and_then(|item| item.documentation_format.as_ref())
+            .is_some_and(|formats| formats.contains(&MarkupKind::Markdown)),
+        status_notifications: capabilities
+            .experimental
+            .as_ref()
+            .and_then(|experimental| experimental.get("tandem"))
+            .and_then(|tandem| tandem.get("statusNotifications"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
     }
 }
 

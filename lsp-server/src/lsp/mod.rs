@@ -16,6 +16,7 @@ mod from_proto;
 mod handlers;
 mod service;
 mod sign_in;
+mod status;
 mod stdio;
 mod tier_budget;
 mod to_proto;
@@ -49,6 +50,7 @@ use crate::document::{DocumentSnapshot, DocumentStore, PositionEncoding, StoreEr
 use crate::engine::CompletionEngine;
 use crate::privacy::ExclusionRules;
 use crate::settings::{Limits, SettingsLayer};
+use crate::status::StatusTracker;
 
 pub(crate) use service::run_stdio;
 
@@ -135,6 +137,8 @@ pub struct TandemServer {
     action_tree: Mutex<Option<(String, i32, SyntaxTree)>>,
     /// A `tandem.signIn` is waiting for its code to be confirmed.
     signing_in: Arc<AtomicBool>,
+    /// What the editor's status bar shows (`tandem/status`).
+    status: Arc<StatusTracker>,
 }
 
 impl TandemServer {
@@ -178,7 +182,12 @@ impl TandemServer {
         }
     }
 
-    fn new(client: Client, environment: Environment, cloud: CloudClient) -> Self {
+    fn new(
+        client: Client,
+        environment: Environment,
+        cloud: CloudClient,
+        status: Arc<StatusTracker>,
+    ) -> Self {
         TandemServer {
             client,
             documents: DocumentStore::new(),
@@ -194,11 +203,12 @@ impl TandemServer {
             limit_notice: std::sync::Mutex::new(None),
             exclusions: RwLock::new(Vec::new()),
             neighbors: Arc::new(NeighborIndex::default()),
-            tier_budget: tier_budget::TierBudget::default(),
+            tier_budget: tier_budget::TierBudget::new(status.clone()),
             progress_cancellations: Mutex::new(HashMap::new()),
             next_progress: AtomicU64::new(1),
             action_tree: Mutex::new(None),
             signing_in: Arc::new(AtomicBool::new(false)),
+            status,
         }
     }
 
@@ -301,6 +311,14 @@ impl TandemServer {
             .encoding
     }
 
+    /// What the client said it can do, at `initialize`.
+    fn client_support(&self) -> from_proto::ClientSupport {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .client
+    }
+
     /// The workspace roots, for documents' relative paths.
     fn request_roots(&self) -> Vec<PathBuf> {
         self.config
@@ -337,6 +355,8 @@ impl TandemServer {
                 );
             }
             self.auth_notice_shown.store(false, Ordering::SeqCst);
+            self.status
+                .set_credentials(&credentials.server, credentials.api_key.as_ref());
             *last = Some(credentials.clone());
         }
         RequestConfig {
@@ -354,6 +374,16 @@ impl TandemServer {
             api_key: config.credentials.api_key.clone()?,
             timeout: config.limits.request_timeout,
         })
+    }
+
+    /// Reads the tier's context budget, and with it the account's tier and quota for the
+    /// status, in the background: at start, so the first completion has it, and after
+    /// the credentials changed.
+    fn read_account(&self, config: &RequestConfig) {
+        if let Some(target) = Self::target(config) {
+            self.tier_budget
+                .limit(&self.cloud, &target, &config.credentials);
+        }
     }
 
     /// Tells the user, once until credentials or settings change, that completions
@@ -450,11 +480,10 @@ impl LanguageServer for TandemServer {
             encoding = ?config.encoding,
             "tandem language server ready"
         );
-        // Read the tier's context budget now, so the first completion has it.
-        if let Some(target) = Self::target(&config) {
-            self.tier_budget
-                .limit(&self.cloud, &target, &config.credentials);
+        if config.client.status_notifications {
+            status::spawn_notifier(self.client.clone(), self.status.subscribe());
         }
+        self.read_account(&config);
     }
 
     async fn shutdown(&self) -> jsonrpc::Result<()> {
@@ -553,6 +582,11 @@ impl TandemServer {
         .await
     }
 
+    /// Handler of the custom `tandem/status` request.
+    async fn status(&self) -> jsonrpc::Result<crate::status::Status> {
+        catch_request_panic("tandem/status", async { Ok(status::handle_status(self)) }).await
+    }
+
     /// Handler of `window/workDoneProgress/cancel`, which tower-lsp does not route.
     async fn work_done_progress_cancel(&self, params: WorkDoneProgressCancelParams) {
         catch_notification_panic("window/workDoneProgress/cancel", || {
@@ -575,17 +609,20 @@ pub fn build_service(
     environment: Environment,
 ) -> Result<(LspService<TandemServer>, tower_lsp::ClientSocket), crate::cloud::CloudError> {
     // Built before `LspService::build`, whose constructor cannot fail.
-    let cloud = CloudClient::new()?;
-    let builder = LspService::build(move |client| TandemServer::new(client, environment, cloud))
-        .custom_method(
-            "textDocument/inlineCompletion",
-            TandemServer::inline_completion,
-        )
-        .custom_method("tandem/explain", TandemServer::explain)
-        .custom_method(
-            "window/workDoneProgress/cancel",
-            TandemServer::work_done_progress_cancel,
-        );
+    let status = Arc::new(StatusTracker::default());
+    let cloud = CloudClient::new()?.with_observer(status.clone());
+    let builder =
+        LspService::build(move |client| TandemServer::new(client, environment, cloud, status))
+            .custom_method(
+                "textDocument/inlineCompletion",
+                TandemServer::inline_completion,
+            )
+            .custom_method("tandem/explain", TandemServer::explain)
+            .custom_method(status::STATUS_METHOD, TandemServer::status)
+            .custom_method(
+                "window/workDoneProgress/cancel",
+                TandemServer::work_done_progress_cancel,
+            );
     #[cfg(test)]
     let builder = builder.custom_method("tandem/testPanic", TandemServer::test_panic);
     Ok(builder.finish())

@@ -98,9 +98,12 @@ impl Service<Request> for TandemService {
 }
 
 /// tower-lsp rejects `"params": null` on parameterless methods (`shutdown`) with
-/// InvalidParams, but JSON-RPC 2.0 clients may send it; treat it as absent.
+/// InvalidParams, but JSON-RPC 2.0 clients may send it; treat it as absent. So are any
+/// params of `tandem/status`, which takes none: clients send `{}` as often as nothing.
 fn without_null_params(request: Request) -> Request {
-    if !matches!(request.params(), Some(serde_json::Value::Null)) {
+    let ignored = matches!(request.params(), Some(serde_json::Value::Null))
+        || (request.method() == super::status::STATUS_METHOD && request.params().is_some());
+    if !ignored {
         return request;
     }
     let (method, id, _) = request.into_parts();

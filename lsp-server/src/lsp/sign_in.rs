@@ -13,9 +13,12 @@ use serde::Serialize;
 use tower_lsp::lsp_types::{MessageType, ShowDocumentParams, Url};
 use tower_lsp::Client;
 
+use tandem_shared::MeResponse;
+
 use crate::cloud::{CloudClient, CloudError, DeviceAuthorization};
-use crate::credentials::{self, StoreChoice};
+use crate::credentials::{self, ApiKey, StoreChoice};
 use crate::device_login::{self, DeviceLoginError, REQUEST_TIMEOUT};
+use crate::status::StatusTracker;
 
 /// What `tandem.signIn` answers: enough for a plugin to show the code its own way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,6 +57,7 @@ pub(crate) async fn start(
     if server.signing_in.swap(true, Ordering::SeqCst) {
         return Err(SignInError::InProgress);
     }
+    server.status.set_signing_in(true);
     let grant = match server
         .cloud
         .start_device_authorization(&cloud_server, REQUEST_TIMEOUT)
@@ -62,6 +66,7 @@ pub(crate) async fn start(
         Ok(grant) => grant,
         Err(source) => {
             server.signing_in.store(false, Ordering::SeqCst);
+            server.status.set_signing_in(false);
             return Err(SignInError::Start {
                 server: cloud_server,
                 source,
@@ -110,6 +115,7 @@ pub(crate) async fn start(
         path,
         grant,
         signing_in: server.signing_in.clone(),
+        status: server.status.clone(),
     };
     tokio::spawn(poller.run());
     Ok(started)
@@ -123,13 +129,21 @@ struct Poller {
     path: PathBuf,
     grant: DeviceAuthorization,
     signing_in: Arc<std::sync::atomic::AtomicBool>,
+    status: Arc<StatusTracker>,
 }
 
 impl Poller {
     async fn run(self) {
         let outcome = self.sign_in().await;
         self.signing_in.store(false, Ordering::SeqCst);
-        let (kind, message) = match outcome {
+        match &outcome {
+            Ok((api_key, me)) => {
+                self.status.signed_in(&self.server, api_key, &me.user.email);
+                self.status.record_me(&self.server, api_key, me);
+            }
+            Err(_) => self.status.set_signing_in(false),
+        }
+        let (kind, message) = match outcome.map(|(_, me)| me.user.email) {
             Ok(email) => (
                 MessageType::INFO,
                 format!("Tandem: signed in to {} as {email}", self.server),
@@ -142,8 +156,8 @@ impl Poller {
         self.client.show_message(kind, message).await;
     }
 
-    /// The signed-in user's email, once the key is saved.
-    async fn sign_in(&self) -> Result<String, DeviceLoginError> {
+    /// The new key and what `/v1/me` says about it, once the key is saved.
+    async fn sign_in(&self) -> Result<(ApiKey, MeResponse), DeviceLoginError> {
         let on_unreachable =
             |reason: &str| tracing::warn!(%reason, "sign-in poll failed; still waiting");
         let key =
@@ -154,13 +168,13 @@ impl Poller {
         let (me, _) = device_login::verify_and_save(
             &self.cloud,
             &self.server,
-            key,
+            key.clone(),
             &self.path,
             StoreChoice::File,
             credentials::OsKeyring::shared(),
         )
         .await?;
         tracing::info!(server = %self.server, "signed in; credentials saved");
-        Ok(me.user.email)
+        Ok((key, me))
     }
 }

@@ -1,11 +1,13 @@
 //! The context budget the user's tier allows, read from `GET /v1/me` once per set of
-//! credentials, in the background: a completion never waits for it.
+//! credentials, in the background: a completion never waits for it. The same answer
+//! gives the status its account, tier and quota.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::cloud::{CloudClient, CloudTarget};
 use crate::credentials::Credentials;
+use crate::status::StatusTracker;
 
 /// The smallest default tier's context limit (free: 4,000 tokens). Until the server has
 /// said what the user's tier allows, staying under it means no tier refuses a request.
@@ -18,6 +20,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub(crate) struct TierBudget {
     state: Arc<Mutex<State>>,
+    status: Arc<StatusTracker>,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +33,13 @@ struct State {
 }
 
 impl TierBudget {
+    pub(crate) fn new(status: Arc<StatusTracker>) -> TierBudget {
+        TierBudget {
+            state: Arc::default(),
+            status,
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -56,8 +66,12 @@ impl TierBudget {
         let may_fetch = state.retry_at.is_none_or(|at| Instant::now() >= at);
         if !state.fetching && may_fetch {
             state.fetching = true;
-            let (shared, cloud, target) =
-                (Arc::clone(&self.state), Arc::clone(cloud), target.clone());
+            let (shared, cloud, target, status) = (
+                Arc::clone(&self.state),
+                Arc::clone(cloud),
+                target.clone(),
+                Arc::clone(&self.status),
+            );
             let credentials = credentials.clone();
             tokio::spawn(async move {
                 let result = cloud.me(&target).await;
@@ -71,6 +85,7 @@ impl TierBudget {
                         let limit = me.max_context_tokens.unwrap_or(FALLBACK_MAX_CONTEXT_TOKENS);
                         tracing::info!(tier = %me.tier, max_context_tokens = limit, "tier context budget");
                         state.limit = Some(limit);
+                        status.record_me(&target.server, &target.api_key, &me);
                     }
                     Err(error) => {
                         tracing::debug!(%error, "cannot read the tier's context budget; using the fallback");

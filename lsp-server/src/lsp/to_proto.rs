@@ -2,7 +2,8 @@
 
 use tower_lsp::lsp_types::{
     CompletionItem, CompletionItemKind, CompletionList, CompletionResponse, CompletionTextEdit,
-    InsertTextFormat, Position, PositionEncodingKind, Range, TextEdit,
+    Documentation, InsertTextFormat, MarkupContent, MarkupKind, Position, PositionEncodingKind,
+    Range, TextEdit,
 };
 
 use crate::document::{LspPosition, PositionEncoding};
@@ -54,15 +55,34 @@ pub(crate) fn empty_completion_list() -> CompletionResponse {
     })
 }
 
+/// What a completion item says about the suggestion it inserts.
+pub(crate) struct CompletionDocumentation<'a> {
+    /// The document's language id, for the code block's highlighting.
+    pub(crate) language_id: &'a str,
+    /// Whether the client renders Markdown documentation.
+    pub(crate) markdown: bool,
+}
+
 /// One item replacing the word being typed (from `word_start` to `cursor`) with
-/// `word + suggestion`, so clients filter it against what the user typed.
+/// `word + suggestion`, so clients filter it against what the user typed. Clients
+/// without inline completion (Helix) show only the label in the menu, so the whole
+/// suggestion is in `documentation`, the preview beside it.
 pub(crate) fn completion_list(
     word_start: LspPosition,
     cursor: LspPosition,
     word: &str,
     suggestion: &str,
+    documentation: &CompletionDocumentation<'_>,
 ) -> CompletionResponse {
     let new_text = format!("{word}{suggestion}");
+    let documentation = if documentation.markdown {
+        Documentation::MarkupContent(MarkupContent {
+            kind: MarkupKind::Markdown,
+            value: markdown_code_block(documentation.language_id, &new_text),
+        })
+    } else {
+        Documentation::String(new_text.clone())
+    };
     let first_line = new_text.lines().next().unwrap_or_default().trim_end();
     let label = if first_line.chars().count() > 80 {
         format!("{}…", first_line.chars().take(80).collect::<String>())
@@ -72,7 +92,8 @@ pub(crate) fn completion_list(
     let item = CompletionItem {
         label,
         kind: Some(CompletionItemKind::TEXT),
-        detail: Some("Tandem".to_owned()),
+        detail: Some(completion_detail(&new_text)),
+        documentation: Some(documentation),
         filter_text: Some(word.to_owned()).filter(|word| !word.is_empty()),
         insert_text_format: Some(InsertTextFormat::PLAIN_TEXT),
         text_edit: Some(CompletionTextEdit::Edit(TextEdit {
@@ -85,6 +106,31 @@ pub(crate) fn completion_list(
         is_incomplete: true,
         items: vec![item],
     })
+}
+
+/// "Tandem", and how many lines the item inserts when it is more than one.
+fn completion_detail(new_text: &str) -> String {
+    match new_text.lines().count() {
+        0 | 1 => "Tandem".to_owned(),
+        lines => format!("Tandem · {lines} lines"),
+    }
+}
+
+/// `code` fenced for Markdown: the fence is longer than any run of backticks inside, and
+/// the info string is the language id when it is a plain word.
+fn markdown_code_block(language_id: &str, code: &str) -> String {
+    let longest_run = code
+        .split(|character| character != '`')
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest_run.max(2) + 1);
+    let plain_word = language_id
+        .chars()
+        .all(|character| character.is_ascii_alphanumeric() || "+-_.#".contains(character));
+    let info = if plain_word { language_id } else { "" };
+    let newline = if code.ends_with('\n') { "" } else { "\n" };
+    format!("{fence}{info}\n{code}{newline}{fence}")
 }
 
 /// `{"items":[{"insertText": text, "range": {cursor, cursor}}]}`.
@@ -103,5 +149,39 @@ pub(crate) fn inline_completion_list(
                 end: cursor,
             }),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suggestion_is_fenced_with_its_language() {
+        assert_eq!(
+            markdown_code_block("python", "return a + b"),
+            "```python\nreturn a + b\n```"
+        );
+        assert_eq!(markdown_code_block("rust", "x\n"), "```rust\nx\n```");
+    }
+
+    #[test]
+    fn the_fence_is_longer_than_backticks_in_the_suggestion() {
+        let code = "doc = \"\"\"```sh\nls\n```\"\"\"";
+        assert_eq!(
+            markdown_code_block("python", code),
+            format!("````python\n{code}\n````")
+        );
+    }
+
+    #[test]
+    fn a_language_id_that_is_not_a_word_is_left_out_of_the_info_string() {
+        assert_eq!(markdown_code_block("my lang`", "x"), "```\nx\n```");
+    }
+
+    #[test]
+    fn the_detail_counts_lines_of_a_multi_line_item() {
+        assert_eq!(completion_detail("one line"), "Tandem");
+        assert_eq!(completion_detail("a\nb\nc"), "Tandem · 3 lines");
     }
 }

@@ -51,5 +51,9 @@ pub(crate) async fn handle_completion(
         cursor_position,
         word,
         &suggestion.text,
+        &to_proto::CompletionDocumentation {
+            language_id: &suggestion.snapshot.language_id,
+            markdown: server.client_support().completion_markdown,
+        },
     )))
 }

@@ -24,5 +24,8 @@ pub(crate) fn handle_did_change_configuration(
         .configuration = layer;
     // New settings may fix a missing or rejected key; tell the user again if not.
     server.auth_notice_shown.store(false, Ordering::SeqCst);
+    // A new server or key: the status shows it now, and the account is read again.
+    let config = server.request_config();
+    server.read_account(&config);
     tracing::info!("settings updated");
 }

@@ -145,6 +145,9 @@ async fn sign_out(server: &TandemServer) -> Value {
         return Value::Bool(false);
     };
     let deleted = credentials::delete(&path);
+    // Resolving the credentials again tells the status the key is gone (or which one
+    // from the settings or the environment is used now).
+    server.request_config();
     let message = match (&revoked, &deleted) {
         (Ok(()), Ok(_)) => format!("Tandem: signed out of {cloud_server}"),
         (Err(error), Ok(_)) => format!(
