@@ -370,6 +370,12 @@ impl LspClient {
         if let Some(announced) = params.get_mut("capabilities") {
             merge_deep(announced, capabilities);
         }
+        self.initialize_with_params(params).await
+    }
+
+    /// `initialize` with `params` exactly as given (an editor's own `InitializeParams`),
+    /// followed by `initialized`; records the position encoding the server chose.
+    pub async fn initialize_with_params(&self, params: Value) -> anyhow::Result<Value> {
         let result = self
             .request("initialize", params)
             .await

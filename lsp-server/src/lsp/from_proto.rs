@@ -91,13 +91,16 @@ pub(crate) fn client_support(capabilities: &ClientCapabilities) -> ClientSupport
         show_document: window
             .and_then(|window| window.show_document.as_ref())
             .is_some_and(|show| show.support),
+        // Markdown unless the client lists formats without it: Helix lists none yet
+        // renders completion documentation as Markdown, and a fenced block still reads
+        // well as plain text.
         completion_markdown: capabilities
             .text_document
             .as_ref()
             .and_then(|text| text.completion.as_ref())
             .and_then(|completion| completion.completion_item.as_ref())
             .and_then(|item| item.documentation_format.as_ref())
-            .is_some_and(|formats| formats.contains(&MarkupKind::Markdown)),
+            .is_none_or(|formats| formats.contains(&MarkupKind::Markdown)),
         status_notifications: capabilities
             .experimental
             .as_ref()
