@@ -1,12 +1,18 @@
---- Tandem for Neovim: starts the `tandem` language server for file buffers and wires its
---- suggestions into completion (omnifunc, nvim-cmp, built-in completion) and, where this
---- Neovim has it, LSP inline completion (ghost text).
+--- Tandem for Neovim: starts the `tandem` language server for file buffers, shows its
+--- suggestions as ghost text (`tandem.suggestion`), also offers them to completion
+--- (omnifunc, nvim-cmp, built-in completion), and runs the sign-in, explain and status
+--- commands (`tandem.commands`, `tandem.status`).
 ---
 --- Works on Neovim 0.7 and newer; newer APIs are used only after a feature check.
 
+local util = require("tandem.util")
+local suggestion = require("tandem.suggestion")
+local status = require("tandem.status")
+local commands = require("tandem.commands")
+
 local M = {}
 
-local CLIENT_NAME = "tandem"
+local CLIENT_NAME = util.CLIENT_NAME
 local ROOT_MARKERS = { ".git", ".hg", ".svn", "Cargo.toml", "package.json", "pyproject.toml", "go.mod" }
 
 --- The options `setup` accepts; every field is optional.
@@ -19,10 +25,16 @@ local ROOT_MARKERS = { ".git", ".hg", ".svn", "Cargo.toml", "package.json", "pyp
 ---@field max_suffix_chars integer|nil
 ---@field max_context_tokens integer|nil
 ---@field request_timeout_ms integer|nil
+---@field debounce_ms integer|nil  how long the server waits for the next keystroke before asking the cloud (server default 75).
 ---@field omnifunc boolean|nil    set 'omnifunc' to the LSP omnifunc when the buffer has none (default true).
 ---@field builtin_completion boolean|nil  on Neovim 0.11+, turn on vim.lsp.completion with autotrigger (default false).
----@field inline_completion boolean|nil   on Neovim with vim.lsp.inline_completion, show ghost text (default true).
----@field inline_accept_key string|nil    insert-mode key that accepts the ghost text, falling back to the key itself (default nil: no mapping).
+---@field inline_completion boolean|nil   show suggestions as ghost text (default true).
+---@field builtin_inline_completion boolean|nil  use vim.lsp.inline_completion where Neovim has it (0.12+) instead of the plugin's own ghost text (default true).
+---@field suggestion_delay_ms integer|nil  pause after a keystroke before asking the server (default 20; the server debounces too).
+---@field suggestion_hl_group string|nil   highlight group of the ghost text (default "TandemSuggestion", linked to Comment).
+---@field keymaps table<string, string|false>|nil  insert-mode keys: accept, accept_word, accept_line, next, previous, dismiss; false turns one off.
+---@field inline_accept_key string|nil    older name for keymaps.accept; wins when set.
+---@field explain_window "split"|"float"|nil  where :TandemExplain shows its answer (default "split").
 ---@field on_attach fun(client: table, bufnr: integer)|nil
 
 local defaults = {
@@ -34,48 +46,42 @@ local defaults = {
   max_suffix_chars = nil,
   max_context_tokens = nil,
   request_timeout_ms = nil,
+  debounce_ms = nil,
   omnifunc = true,
   builtin_completion = false,
   inline_completion = true,
+  builtin_inline_completion = true,
+  suggestion_delay_ms = 20,
+  suggestion_hl_group = "TandemSuggestion",
+  keymaps = {
+    accept = "<Tab>",
+    accept_word = "<M-Right>",
+    accept_line = "<M-C-Right>",
+    next = "<M-]>",
+    previous = "<M-[>",
+    dismiss = "<C-]>",
+  },
   inline_accept_key = nil,
+  explain_window = "split",
   on_attach = nil,
 }
 
 local options = nil
+--- Clients whose status was asked for once they started; later changes arrive as notifications.
+local status_requested = {}
 --- Neovim 0.7 has no `vim.lsp.start`, so clients are reused per root directory here.
 local legacy_clients_by_root = {}
 local warned_missing_executable = false
 
-local function has(feature)
-  return vim.fn.has(feature) == 1
-end
-
-local function notify(message, level)
-  vim.notify("[tandem] " .. message, level or vim.log.levels.INFO)
-end
+local has = util.has
+local notify = util.notify
 
 local function get_tandem_clients()
-  local clients
-  if vim.lsp.get_clients ~= nil then
-    clients = vim.lsp.get_clients({ name = CLIENT_NAME })
-  else
-    clients = {}
-    for _, client in pairs(vim.lsp.get_active_clients()) do
-      if client.name == CLIENT_NAME then
-        table.insert(clients, client)
-      end
-    end
-  end
-  return clients
+  return util.get_clients()
 end
 
 local function notify_client(client, method, params)
-  if has("nvim-0.11") then
-    -- Client functions became methods in 0.11; the dot form is deprecated there.
-    client:notify(method, params)
-  else
-    client.notify(method, params)
-  end
+  util.client_call(client, "notify", method, params)
 end
 
 local function normalize_cmd(cmd)
@@ -110,6 +116,7 @@ local function server_settings()
     maxSuffixChars = options.max_suffix_chars,
     maxContextTokens = options.max_context_tokens,
     requestTimeoutMs = options.request_timeout_ms,
+    debounceMs = options.debounce_ms,
   }
   if next(settings) == nil then
     -- An empty Lua table is encoded as a JSON array; the server expects an object.
@@ -167,6 +174,9 @@ local function client_capabilities()
   if ok and type(cmp_nvim_lsp.default_capabilities) == "function" then
     capabilities = vim.tbl_deep_extend("force", capabilities, cmp_nvim_lsp.default_capabilities())
   end
+  -- Ask for `tandem/didChangeStatus`, which keeps the statusline current.
+  capabilities.experimental = vim.tbl_deep_extend("force", capabilities.experimental or {},
+    { tandem = { statusNotifications = true } })
   return capabilities
 end
 
@@ -179,20 +189,13 @@ local function on_attach(client, bufnr)
     vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = true })
   end
 
-  local inline = vim.lsp.inline_completion
-  if options.inline_completion and inline ~= nil and type(inline.enable) == "function" then
-    -- Neovim only asks servers that advertise `inlineCompletionProvider`; for others this is a no-op
-    -- and the suggestion still arrives through completion.
-    pcall(inline.enable, true, { bufnr = bufnr })
-    if options.inline_accept_key ~= nil and type(inline.get) == "function" then
-      local key = options.inline_accept_key
-      vim.keymap.set("i", key, function()
-        -- get() accepts the shown suggestion and reports whether there was one.
-        if not inline.get() then
-          return key
-        end
-      end, { buffer = bufnr, expr = true, replace_keycodes = true, desc = "Tandem: accept inline suggestion" })
-    end
+  if options.inline_completion then
+    suggestion.attach(client, bufnr)
+  end
+
+  if not status_requested[client.id] then
+    status_requested[client.id] = true
+    status.refresh(client)
   end
 
   if options.on_attach ~= nil then
@@ -211,7 +214,17 @@ local function client_config(bufnr)
     -- from `settings` after initialize; it also answers workspace/configuration from here.
     settings = { tandem = settings },
     capabilities = client_capabilities(),
+    handlers = {
+      ["tandem/didChangeStatus"] = status.handle_notification,
+      ["window/showMessage"] = commands.handle_show_message,
+    },
     on_attach = on_attach,
+    on_exit = function(_, _, client_id)
+      status_requested[client_id] = nil
+      vim.schedule(function()
+        status.forget(client_id)
+      end)
+    end,
   }
 end
 
@@ -278,7 +291,8 @@ function M.restart()
   end, 500)
 end
 
---- A short human-readable description of the running clients; never includes the key.
+--- A short human-readable description of the plugin's side: settings and running clients;
+--- never includes the key.
 function M.status()
   local lines = {}
   if options == nil then
@@ -302,6 +316,49 @@ function M.status()
   return table.concat(lines, "\n")
 end
 
+--- What `:TandemStatus` prints: the server's `tandem/status` (state, server, account, tier,
+--- quota), then the plugin's own settings and clients.
+function M.status_report()
+  local lines = {}
+  local bufnr = vim.api.nvim_get_current_buf()
+  if #get_tandem_clients() > 0 then
+    local server_status, err = status.fetch(bufnr, 3000)
+    if server_status ~= nil then
+      for _, line in ipairs(status.describe(server_status)) do
+        table.insert(lines, "Tandem " .. line)
+      end
+    else
+      table.insert(lines, "Tandem: " .. err)
+    end
+  end
+  if options ~= nil then
+    table.insert(lines, "Tandem ghost text: " .. (not options.inline_completion and "not used"
+      or suggestion.is_enabled() and (suggestion.builtin_available() and options.builtin_inline_completion
+        and "on (vim.lsp.inline_completion)" or "on")
+      or "off (:TandemToggle)"))
+    local last_error = suggestion.last_error(bufnr)
+    if last_error ~= nil then
+      table.insert(lines, "Tandem last suggestion error: " .. last_error)
+    end
+  end
+  table.insert(lines, M.status())
+  return table.concat(lines, "\n")
+end
+
+--- A short string for a statusline ("" where Tandem is not attached); see tandem.status.
+M.statusline = status.statusline
+
+M.sign_in = commands.sign_in
+M.sign_out = commands.sign_out
+M.explain = commands.explain
+
+--- Ghost text, for mappings of your own (see the README).
+M.accept = suggestion.accept
+M.dismiss = suggestion.dismiss
+M.next = suggestion.next
+M.is_visible = suggestion.is_visible
+M.toggle = suggestion.toggle
+
 --- Configures Tandem and attaches it to matching buffers, including those already open.
 ---@param user_options tandem.Options|nil
 function M.setup(user_options)
@@ -317,6 +374,14 @@ function M.setup(user_options)
   if user_options ~= nil and user_options.cmd ~= nil then
     options.cmd = user_options.cmd
   end
+  if user_options ~= nil and user_options.keymaps == false then
+    options.keymaps = {}
+  end
+  if options.inline_accept_key ~= nil then
+    options.keymaps.accept = options.inline_accept_key
+  end
+  suggestion.configure(options)
+  commands.configure(options)
 
   local group = vim.api.nvim_create_augroup("tandem", { clear = true })
   vim.api.nvim_create_autocmd("FileType", {
