@@ -47,8 +47,9 @@ mod tests {
     use super::*;
     use crate::rate_limit::Window;
 
-    #[test]
-    fn headers_follow_the_draft_syntax() {
+    /// The headers of an answer at 10:29:30 after 1 request this hour, 10 today and
+    /// 900 tokens.
+    fn example_headers() -> HeaderMap {
         let now: DateTime<Utc> = "2026-12-03T10:29:30Z".parse().unwrap();
         let window = |limit, used, resets: &str| Window {
             limit,
@@ -62,6 +63,12 @@ mod tests {
         };
         let mut headers = HeaderMap::new();
         insert(&mut headers, &status, now);
+        headers
+    }
+
+    #[test]
+    fn headers_follow_the_draft_syntax() {
+        let headers = example_headers();
         assert_eq!(
             headers["ratelimit-policy"],
             "\"hour\";q=500;w=3600, \"day\";q=2000;w=86400"
@@ -79,19 +86,7 @@ mod tests {
     #[test]
     fn the_shared_parser_reads_what_the_cloud_writes() {
         use tandem_shared::quota_headers::{parse_request_windows, parse_tokens};
-        let now: DateTime<Utc> = "2026-12-03T10:29:30Z".parse().unwrap();
-        let window = |limit, used, resets: &str| Window {
-            limit,
-            used,
-            resets_at: resets.parse().unwrap(),
-        };
-        let status = QuotaStatus {
-            hour: window(500, 1, "2026-12-03T11:00:00Z"),
-            day: window(2000, 10, "2026-12-04T00:00:00Z"),
-            tokens: window(8_000_000, 900, "2026-12-04T00:00:00Z"),
-        };
-        let mut headers = HeaderMap::new();
-        insert(&mut headers, &status, now);
+        let headers = example_headers();
         let text = |name: &str| headers[name].to_str().unwrap();
         let windows = parse_request_windows(Some(text("ratelimit-policy")), text("ratelimit"));
         let read: Vec<_> = windows
