@@ -1,113 +1,105 @@
-// Tandem for VS Code: starts the `tandem` language server and shows its suggestions as
-// inline (ghost text) completions.
+// Tandem for VS Code: starts the `tandem` language server (`tandem --stdio`) through
+// vscode-languageclient, whose inline-completion support shows its suggestions as ghost
+// text, and adds sign-in, explanations, a Toggle and a status bar item around it.
 //
-// The server speaks LSP over stdio. vscode-languageclient 9 does document sync, process
-// lifetime and logging; inline completion (LSP 3.18) is only a "proposed" feature in that
-// release, so this file registers its own InlineCompletionItemProvider and sends the request
-// itself, with the exact 3.18 parameter shape the server expects.
+// This file owns the server's lifetime and the settings; client.ts builds the language
+// client, statusBar.ts, signIn.ts and explain.ts the UI. Everything that can be decided
+// without VS Code is in core/ and unit-tested there.
 
 import * as vscode from "vscode";
+import { DidChangeConfigurationNotification, LanguageClient, State } from "vscode-languageclient/node";
+
+import { createClient, requestStatus } from "./client";
+import { ErrorCodes } from "./core/protocol";
 import {
-  CancellationToken as ProtocolCancellationToken,
-  DidChangeConfigurationNotification,
-  ErrorCodes,
-  LanguageClient,
-  LanguageClientOptions,
-  LSPErrorCodes,
-  ResponseError,
-  RequestType,
-  ServerOptions,
-  State,
-} from "vscode-languageclient/node";
+  clearedSettings,
+  executablePath,
+  ExtensionSettings,
+  INTEGER_SETTINGS,
+  IntegerSetting,
+  ServerSettings,
+  serverSettings,
+} from "./core/settings";
+import { Status } from "./core/status";
+import { EXPLANATION_SCHEME, explain, Explanations } from "./explain";
+import { SignIn } from "./signIn";
+import { StatusBar } from "./statusBar";
 
 const CONFIGURATION_SECTION = "tandem";
+/** Secret storage key of the key from **Tandem: Set API Key**. */
 const SECRET_API_KEY = "tandem.apiKey";
-const INLINE_COMPLETION_METHOD = "textDocument/inlineCompletion";
-
-/** LSP 3.18 `Position` / `Range`, in UTF-16 code units like VS Code itself. */
-interface ProtocolPosition {
-  line: number;
-  character: number;
-}
-interface ProtocolRange {
-  start: ProtocolPosition;
-  end: ProtocolPosition;
-}
-
-/** LSP 3.18 `InlineCompletionParams`. */
-interface InlineCompletionParams {
-  textDocument: { uri: string };
-  position: ProtocolPosition;
-  context: {
-    /** 1 = invoked explicitly, 2 = automatic (LSP numbering, not VS Code's). */
-    triggerKind: 1 | 2;
-    selectedCompletionInfo?: { range: ProtocolRange; text: string };
-  };
-}
-
-/** LSP 3.18 `InlineCompletionItem`; `insertText` may be a snippet `StringValue`. */
-interface ProtocolInlineCompletionItem {
-  insertText: string | { kind: "snippet"; value: string };
-  filterText?: string;
-  range?: ProtocolRange;
-}
-
-/** The spec allows a list or a bare array; the Tandem server sends the list form. */
-type InlineCompletionResult =
-  | { items: ProtocolInlineCompletionItem[] }
-  | ProtocolInlineCompletionItem[]
-  | null;
-
-const inlineCompletionRequest = new RequestType<
-  InlineCompletionParams,
-  InlineCompletionResult,
-  void
->(INLINE_COMPLETION_METHOD);
-
-/**
- * The server's `initializationOptions`; `workspace/didChangeConfiguration` carries the same
- * object under the `tandem` key of `settings`.
- */
-interface ServerSettings {
-  server?: string;
-  apiKey?: string;
-  maxPrefixChars?: number;
-  maxSuffixChars?: number;
-  maxContextTokens?: number;
-  requestTimeoutMs?: number;
-}
+/** Global state key of the Toggle; kept across restarts of VS Code. */
+const SUGGESTIONS_ON = "tandem.suggestionsOn";
+/** When-clause context key mirroring the Toggle, for keybindings users add. */
+const SUGGESTIONS_ON_CONTEXT = "tandem.suggestionsOn";
 
 let extensionContext: vscode.ExtensionContext;
-let outputChannel: vscode.OutputChannel;
+let outputChannel: vscode.LogOutputChannel;
+let statusBar: StatusBar;
+let explanations: Explanations;
+let signIn: SignIn;
 let client: LanguageClient | undefined;
 /** The executable the running client was started with; a change needs a restart. */
 let clientExecutable: string | undefined;
 /** The initializationOptions the running server was started with. */
 let initializationSent: ServerSettings = {};
+/** What the server was last told, to skip notifications that change nothing. */
+let settingsSent = "";
 /** Serialises start/stop so that quick setting changes cannot start two servers. */
 let lifecycle: Promise<void> = Promise.resolve();
+/** Counts `tandem/didChangeStatus` notifications, so an older `tandem/status` answer loses. */
+let statusNotifications = 0;
+let statusUnsupportedLogged = false;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   extensionContext = context;
-  outputChannel = vscode.window.createOutputChannel("Tandem");
-  context.subscriptions.push(outputChannel);
+  outputChannel = vscode.window.createOutputChannel("Tandem", { log: true });
+  statusBar = new StatusBar(context.globalState.get<boolean>(SUGGESTIONS_ON, true));
+  explanations = new Explanations();
+  signIn = new SignIn(() => ({
+    client,
+    outputChannel,
+    keyInEditor,
+    status: () => statusBar.current.status,
+    refreshStatus,
+    requestsInFlight: (change) => statusBar.requestsInFlight(change),
+  }));
+  void vscode.commands.executeCommand("setContext", SUGGESTIONS_ON_CONTEXT, statusBar.current.suggestionsOn);
 
   context.subscriptions.push(
+    outputChannel,
+    statusBar,
+    explanations,
+    vscode.workspace.registerTextDocumentContentProvider(EXPLANATION_SCHEME, explanations),
+    vscode.commands.registerCommand("tandem.signIn", () => signIn.signIn()),
+    vscode.commands.registerCommand("tandem.signOut", () => signIn.signOut()),
+    vscode.commands.registerCommand("tandem.explain", (argument?: unknown) =>
+      explain(
+        {
+          client,
+          explanations,
+          outputChannel,
+          requestsInFlight: (change) => statusBar.requestsInFlight(change),
+        },
+        argument,
+      ),
+    ),
+    vscode.commands.registerCommand("tandem.toggle", toggleSuggestions),
+    vscode.commands.registerCommand("tandem.showMenu", () => statusBar.showMenu()),
     vscode.commands.registerCommand("tandem.setApiKey", setApiKey),
     vscode.commands.registerCommand("tandem.clearApiKey", clearApiKey),
     vscode.commands.registerCommand("tandem.restartServer", () => enqueue(restartClient)),
     vscode.commands.registerCommand("tandem.showOutput", () => outputChannel.show(true)),
-    vscode.workspace.onDidChangeConfiguration(onConfigurationChanged),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (event.affectsConfiguration(CONFIGURATION_SECTION)) {
+        void enqueue(syncClientWithSettings);
+      }
+    }),
     context.secrets.onDidChange((event) => {
       if (event.key === SECRET_API_KEY) {
         void enqueue(pushSettingsToServer);
       }
     }),
-    vscode.languages.registerInlineCompletionItemProvider(
-      // The same documents the language client syncs to the server.
-      [{ scheme: "file" }, { scheme: "untitled" }],
-      { provideInlineCompletionItems },
-    ),
   );
 
   await enqueue(syncClientWithSettings);
@@ -123,61 +115,46 @@ function configuration(): vscode.WorkspaceConfiguration {
 
 function enqueue(step: () => Promise<void>): Promise<void> {
   lifecycle = lifecycle.then(step, step).catch((error: unknown) => {
-    outputChannel.appendLine(`[tandem] ${describeError(error)}`);
+    outputChannel.error(describeError(error));
   });
   return lifecycle;
 }
 
-/** Builds the settings object; empty values are left out so the server's own fallbacks apply. */
-async function serverSettings(): Promise<ServerSettings> {
+/** The extension's settings as they stand, for core/settings.ts to turn into the server's. */
+async function readSettings(): Promise<ExtensionSettings> {
   const config = configuration();
-  const settings: ServerSettings = {};
-
-  const server = config.get<string>("server", "").trim();
-  if (server !== "") {
-    settings.server = server;
+  const integers: Partial<Record<IntegerSetting, unknown>> = {};
+  for (const name of INTEGER_SETTINGS) {
+    const inspected = config.inspect<unknown>(name);
+    // Only explicitly set values: the defaults shown in the settings UI are the server's.
+    integers[name] = inspected?.workspaceFolderValue ?? inspected?.workspaceValue ?? inspected?.globalValue;
   }
-
-  // The secret store wins over settings.json: a key typed into the settings file is
-  // readable by anything that syncs or backs up that file.
-  const storedKey = (await extensionContext.secrets.get(SECRET_API_KEY))?.trim();
-  const settingsKey = config.get<string>("apiKey", "").trim();
-  const apiKey = storedKey || settingsKey;
-  if (apiKey) {
-    settings.apiKey = apiKey;
-  }
-
-  for (const name of [
-    "maxPrefixChars",
-    "maxSuffixChars",
-    "maxContextTokens",
-    "requestTimeoutMs",
-  ] as const) {
-    const inspected = config.inspect<number>(name);
-    // Only explicitly set values are sent, so the server's documented defaults stay in charge.
-    const value =
-      inspected?.workspaceFolderValue ?? inspected?.workspaceValue ?? inspected?.globalValue;
-    if (typeof value === "number" && Number.isFinite(value)) {
-      settings[name] = value;
-    }
-  }
-  return settings;
+  return {
+    server: config.get<unknown>("server"),
+    apiKey: config.get<unknown>("apiKey"),
+    storedApiKey: await extensionContext.secrets.get(SECRET_API_KEY),
+    integers,
+  };
 }
 
-function executablePath(): string {
-  const configured = configuration().get<string>("path", "tandem").trim();
-  return configured === "" ? "tandem" : configured;
+async function keyInEditor(): Promise<boolean> {
+  const settings = await readSettings();
+  return serverSettings({ apiKey: settings.apiKey, storedApiKey: settings.storedApiKey }).apiKey !== undefined;
+}
+
+function enabled(): boolean {
+  return configuration().get<boolean>("enable", true);
 }
 
 async function syncClientWithSettings(): Promise<void> {
-  const enabled = configuration().get<boolean>("enable", true);
-  if (!enabled) {
+  if (!enabled()) {
     await stopClient();
+    statusBar.setPhase("disabled");
     return;
   }
   if (client === undefined) {
     await startClient();
-  } else if (clientExecutable !== executablePath()) {
+  } else if (clientExecutable !== executablePath(configuration().get("path"))) {
     await restartClient();
   } else {
     await pushSettingsToServer();
@@ -185,32 +162,39 @@ async function syncClientWithSettings(): Promise<void> {
 }
 
 async function startClient(): Promise<void> {
-  const command = executablePath();
-  const serverOptions: ServerOptions = {
-    // `--stdio` is passed explicitly instead of `transport: TransportKind.stdio`, which
-    // would append its own copy of the flag.
-    run: { command, args: ["--stdio"] },
-    debug: { command, args: ["--stdio"], options: { env: { ...process.env, TANDEM_LOG: "debug" } } },
-  };
-  const initializationOptions = await serverSettings();
-  const clientOptions: LanguageClientOptions = {
-    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
-    initializationOptions,
+  const command = executablePath(configuration().get("path"));
+  const initializationOptions = serverSettings(await readSettings());
+  const newClient = createClient(command, initializationOptions, {
     outputChannel,
-    middleware: {
-      // The server also answers `textDocument/completion` for editors without inline
-      // completion. Here the same suggestion already shows as ghost text, so listing it
-      // again in the suggest widget would only duplicate it.
-      provideCompletionItem: () => undefined,
-    },
-  };
-
-  const newClient = new LanguageClient("tandem", "Tandem", serverOptions, clientOptions);
-  outputChannel.appendLine(`[tandem] starting ${command} --stdio`);
+    suggestionsOn: () => statusBar.current.suggestionsOn,
+    enabledLanguages: () => configuration().get<unknown>("enabledLanguages"),
+    onStatus,
+    requestsInFlight: (change) => statusBar.requestsInFlight(change),
+    holdSignInPage: () => signIn.holdSignInPage(),
+  });
+  newClient.onDidChangeState(({ newState }) => {
+    if (client !== newClient) {
+      return;
+    }
+    if (newState === State.Running) {
+      statusBar.setPhase("running");
+      // After a crash the client starts the server again; its status starts afresh.
+      void refreshStatus();
+    } else if (newState === State.Starting) {
+      statusBar.setPhase("starting");
+    } else {
+      statusBar.setPhase("failed", "it stopped; see Tandem: Show Output");
+    }
+  });
+  outputChannel.info(`starting ${command} --stdio`);
+  statusBar.setPhase("starting");
+  client = newClient;
   try {
     await newClient.start();
   } catch (error) {
-    outputChannel.appendLine(`[tandem] could not start the language server: ${describeError(error)}`);
+    client = undefined;
+    outputChannel.error(`could not start the language server: ${describeError(error)}`);
+    statusBar.setPhase("failed", `could not start "${command}"`);
     void vscode.window
       .showErrorMessage(
         `Tandem: could not start "${command}". Install the tandem binary or set "tandem.path".`,
@@ -224,13 +208,13 @@ async function startClient(): Promise<void> {
           outputChannel.show(true);
         }
       });
-    // A client that failed to start cannot be restarted; drop it so the next attempt is fresh.
+    // A client that failed to start cannot be started again; the next attempt makes a new one.
     await newClient.dispose().catch(() => undefined);
     return;
   }
-  client = newClient;
   clientExecutable = command;
   initializationSent = initializationOptions;
+  settingsSent = JSON.stringify(initializationOptions);
 }
 
 async function stopClient(): Promise<void> {
@@ -238,23 +222,20 @@ async function stopClient(): Promise<void> {
   client = undefined;
   clientExecutable = undefined;
   initializationSent = {};
+  settingsSent = "";
   if (running !== undefined) {
     await running.dispose(2000).catch((error: unknown) => {
-      outputChannel.appendLine(`[tandem] error while stopping: ${describeError(error)}`);
+      outputChannel.warn(`error while stopping: ${describeError(error)}`);
     });
   }
 }
 
 async function restartClient(): Promise<void> {
   await stopClient();
-  if (configuration().get<boolean>("enable", true)) {
+  if (enabled()) {
     await startClient();
-  }
-}
-
-function onConfigurationChanged(event: vscode.ConfigurationChangeEvent): void {
-  if (event.affectsConfiguration(CONFIGURATION_SECTION)) {
-    void enqueue(syncClientWithSettings);
+  } else {
+    statusBar.setPhase("disabled");
   }
 }
 
@@ -264,20 +245,69 @@ async function pushSettingsToServer(): Promise<void> {
   if (running === undefined || running.state !== State.Running) {
     return;
   }
-  const settings = await serverSettings();
-  // The server layers didChangeConfiguration over initializationOptions, so clearing a value
-  // given at start would fall back to that old value; only a restart really clears it.
-  const cleared = (Object.keys(initializationSent) as (keyof ServerSettings)[]).some(
-    (name) => settings[name] === undefined,
-  );
-  if (cleared) {
-    outputChannel.appendLine("[tandem] a setting was cleared; restarting the language server");
+  const settings = serverSettings(await readSettings());
+  const cleared = clearedSettings(initializationSent, settings);
+  if (cleared.length > 0) {
+    outputChannel.info(`${cleared.join(", ")} cleared; restarting the language server`);
     await restartClient();
     return;
   }
+  const serialized = JSON.stringify(settings);
+  if (serialized === settingsSent) {
+    return;
+  }
+  settingsSent = serialized;
   await running.sendNotification(DidChangeConfigurationNotification.type, {
     settings: { [CONFIGURATION_SECTION]: settings },
   });
+}
+
+function onStatus(status: Status): void {
+  statusNotifications += 1;
+  statusBar.setStatus(status);
+}
+
+/**
+ * Asks the server for its Status and shows it, unless a notification brought a newer
+ * one meanwhile; answers the newest Status known.
+ */
+async function refreshStatus(): Promise<Status | undefined> {
+  const running = client;
+  if (running === undefined || !running.isRunning()) {
+    return undefined;
+  }
+  const seen = statusNotifications;
+  try {
+    const status = await requestStatus(running);
+    if (statusNotifications === seen) {
+      statusBar.setStatus(status);
+      return status;
+    }
+    return statusBar.current.status;
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === -32601 /* MethodNotFound */) {
+      if (!statusUnsupportedLogged) {
+        statusUnsupportedLogged = true;
+        outputChannel.warn("this tandem does not answer tandem/status; update it to see sign-in state and quota");
+      }
+    } else if (code !== ErrorCodes.requestCancelled) {
+      outputChannel.warn(`tandem/status failed: ${describeError(error)}`);
+    }
+    return undefined;
+  }
+}
+
+async function toggleSuggestions(): Promise<void> {
+  const on = !statusBar.current.suggestionsOn;
+  await extensionContext.globalState.update(SUGGESTIONS_ON, on);
+  statusBar.setSuggestionsOn(on);
+  void vscode.commands.executeCommand("setContext", SUGGESTIONS_ON_CONTEXT, on);
+  if (!on) {
+    // Ghost text already on screen goes too.
+    void vscode.commands.executeCommand("editor.action.inlineSuggest.hide");
+  }
+  vscode.window.setStatusBarMessage(`Tandem: inline suggestions ${on ? "on" : "off"}`, 3000);
 }
 
 async function setApiKey(): Promise<void> {
@@ -287,8 +317,7 @@ async function setApiKey(): Promise<void> {
     placeHolder: "tdm_…",
     password: true,
     ignoreFocusOut: true,
-    validateInput: (value) =>
-      value.trim().startsWith("tdm_") ? undefined : "Tandem API keys start with tdm_",
+    validateInput: (value) => (value.trim().startsWith("tdm_") ? undefined : "Tandem API keys start with tdm_"),
   });
   if (key === undefined) {
     return;
@@ -309,86 +338,6 @@ async function clearApiKey(): Promise<void> {
   void vscode.window.showInformationMessage("Tandem: stored API key removed.");
 }
 
-async function provideInlineCompletionItems(
-  document: vscode.TextDocument,
-  position: vscode.Position,
-  context: vscode.InlineCompletionContext,
-  token: vscode.CancellationToken,
-): Promise<vscode.InlineCompletionItem[] | undefined> {
-  const running = client;
-  if (
-    running === undefined ||
-    running.state !== State.Running ||
-    !configuration().get<boolean>("enable", true) ||
-    // Only documents the client syncs exist on the server side.
-    (document.uri.scheme !== "file" && document.uri.scheme !== "untitled")
-  ) {
-    return undefined;
-  }
-
-  const toProtocol = running.code2ProtocolConverter;
-  const params: InlineCompletionParams = {
-    textDocument: { uri: toProtocol.asUri(document.uri) },
-    position: toProtocol.asPosition(position),
-    context: {
-      // VS Code numbers trigger kinds from 0 (Invoke = 0, Automatic = 1); LSP from 1.
-      triggerKind: context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke ? 1 : 2,
-    },
-  };
-  if (context.selectedCompletionInfo !== undefined) {
-    params.context.selectedCompletionInfo = {
-      range: toProtocol.asRange(context.selectedCompletionInfo.range),
-      text: context.selectedCompletionInfo.text,
-    };
-  }
-
-  let result: InlineCompletionResult;
-  try {
-    // The token is forwarded so that typing on sends `$/cancelRequest` for stale requests.
-    result = await running.sendRequest(
-      inlineCompletionRequest,
-      params,
-      token as ProtocolCancellationToken,
-    );
-  } catch (error) {
-    if (!token.isCancellationRequested && !isExpectedCancellation(error)) {
-      outputChannel.appendLine(`[tandem] inline completion failed: ${describeError(error)}`);
-    }
-    return undefined;
-  }
-  if (token.isCancellationRequested || result === null || result === undefined) {
-    return undefined;
-  }
-
-  const items = Array.isArray(result) ? result : result.items ?? [];
-  return items.map((item) => {
-    const insertText =
-      typeof item.insertText === "string"
-        ? item.insertText
-        : new vscode.SnippetString(item.insertText.value);
-    const range =
-      item.range !== undefined ? running.protocol2CodeConverter.asRange(item.range) : undefined;
-    const converted = new vscode.InlineCompletionItem(insertText, range);
-    if (item.filterText !== undefined) {
-      converted.filterText = item.filterText;
-    }
-    return converted;
-  });
-}
-
-/** Cancelled and superseded requests are a normal part of typing, not something to log. */
-function isExpectedCancellation(error: unknown): boolean {
-  return (
-    error instanceof ResponseError &&
-    (error.code === LSPErrorCodes.RequestCancelled ||
-      error.code === LSPErrorCodes.ContentModified ||
-      error.code === ErrorCodes.ConnectionInactive)
-  );
-}
-
 function describeError(error: unknown): string {
-  if (error instanceof Error) {
-    return error.message;
-  }
-  return String(error);
+  return error instanceof Error ? error.message : String(error);
 }

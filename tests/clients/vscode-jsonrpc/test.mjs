@@ -14,7 +14,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import jsonrpc from "vscode-jsonrpc/node.js";
+import jsonrpc from "vscode-jsonrpc/node";
 
 const {
   CancellationTokenSource,
