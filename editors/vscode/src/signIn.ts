@@ -7,11 +7,13 @@ import * as vscode from "vscode";
 import { ExecuteCommandRequest, LanguageClient } from "vscode-languageclient/node";
 
 import {
-  ErrorCodes,
+  errorReason,
   parseSignInStarted,
   PendingSignIn,
   pendingSignIn,
   ServerCommands,
+  SIGN_IN_ARGUMENTS,
+  SIGN_IN_IN_PROGRESS,
   signInPage,
   signInPrompt,
   signOutMessage,
@@ -41,11 +43,6 @@ function runningClient(context: SignInContext): LanguageClient | undefined {
     return undefined;
   }
   return client;
-}
-
-function errorCode(error: unknown): number | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "number" ? code : undefined;
 }
 
 function errorMessage(error: unknown): string {
@@ -87,20 +84,18 @@ export class SignIn {
     try {
       answer = await client.sendRequest(ExecuteCommandRequest.type, {
         command: ServerCommands.signIn,
-        arguments: [],
+        arguments: [...SIGN_IN_ARGUMENTS],
       });
     } catch (error) {
       const waiting = stillPending(this.pending, Date.now());
-      if (errorCode(error) === ErrorCodes.requestFailed && waiting !== undefined) {
+      if (errorReason(error) === SIGN_IN_IN_PROGRESS && waiting !== undefined) {
         // A sign-in is already waiting for its code: show that code again.
         await this.showCode(waiting);
         return;
       }
-      // The server has shown its own message for a sign-in that could not start.
+      // With `clientShowsCode` the server leaves telling the user to the extension.
       context.outputChannel.warn(`tandem.signIn failed: ${errorMessage(error)}`);
-      if (errorCode(error) !== ErrorCodes.requestFailed) {
-        void vscode.window.showErrorMessage(userMessage(`sign-in failed: ${errorMessage(error)}`));
-      }
+      void vscode.window.showErrorMessage(userMessage(`sign-in failed: ${errorMessage(error)}`));
       return;
     } finally {
       this.starting = false;

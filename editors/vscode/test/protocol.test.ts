@@ -6,6 +6,7 @@ import { test } from "node:test";
 import {
   addTandemCapabilities,
   commandsForLanguageClient,
+  errorReason,
   explainParams,
   explainParamsFromArgument,
   explainPiece,
@@ -13,6 +14,8 @@ import {
   parseExplainResult,
   parseSignInStarted,
   pendingSignIn,
+  SIGN_IN_ARGUMENTS,
+  SIGN_IN_IN_PROGRESS,
   signInPage,
   signInPrompt,
   signOutMessage,
@@ -163,4 +166,13 @@ test("error messages get the Tandem: prefix once", () => {
   assert.equal(userMessage("put the cursor in a function"), "Tandem: put the cursor in a function");
   assert.equal(userMessage("Tandem: no provider configured"), "Tandem: no provider configured");
   assert.equal(userMessage("  spaced  "), "Tandem: spaced");
+});
+
+test("sign-in asks the server to leave the code to the extension, and its refusal is told apart", () => {
+  assert.deepEqual(SIGN_IN_ARGUMENTS, [{ clientShowsCode: true }]);
+  assert.equal(errorReason({ code: -32803, message: "…", data: { reason: "inProgress" } }), SIGN_IN_IN_PROGRESS);
+  assert.equal(errorReason({ code: -32803, message: "…", data: { reason: "cannotStart" } }), "cannotStart");
+  assert.equal(errorReason({ code: -32803, message: "an older server" }), undefined);
+  assert.equal(errorReason(undefined), undefined);
+  assert.equal(errorReason({ data: { reason: 7 } }), undefined);
 });

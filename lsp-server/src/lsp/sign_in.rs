@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tower_lsp::lsp_types::{MessageType, ShowDocumentParams, Url};
 use tower_lsp::Client;
 
@@ -30,6 +30,16 @@ pub(crate) struct SignInStarted {
     pub(crate) expires_in: u64,
 }
 
+/// The optional argument of `tandem.signIn`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SignInArgument {
+    /// The client shows the code and opens the page itself (a plugin with its own
+    /// prompt), so the server neither shows them nor reports a failure to start.
+    #[serde(default)]
+    pub(crate) client_shows_code: bool,
+}
+
 /// Why sign-in could not start.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SignInError {
@@ -45,11 +55,23 @@ pub(crate) enum SignInError {
     },
 }
 
-/// Starts the device flow against `server`, shows the code and the address, and leaves
-/// a task polling for the key.
+impl SignInError {
+    /// The `data.reason` of the error answer, for plugins to act on.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            SignInError::InProgress => "inProgress",
+            SignInError::NoCredentialsFile => "noCredentialsFile",
+            SignInError::Start { .. } => "cannotStart",
+        }
+    }
+}
+
+/// Starts the device flow against `server`, shows the code and the address (unless the
+/// client does), and leaves a task polling for the key.
 pub(crate) async fn start(
     server: &super::TandemServer,
     cloud_server: String,
+    client_shows_code: bool,
 ) -> Result<SignInStarted, SignInError> {
     let path = server
         .credentials_path()
@@ -80,6 +102,24 @@ pub(crate) async fn start(
         expires_in: grant.expires_in,
     };
     let client = server.client.clone();
+    if !client_shows_code {
+        show_code(server, &client, &grant).await;
+    }
+    let poller = Poller {
+        client,
+        cloud: server.cloud.clone(),
+        server: cloud_server,
+        path,
+        grant,
+        signing_in: server.signing_in.clone(),
+        status: server.status.clone(),
+    };
+    tokio::spawn(poller.run());
+    Ok(started)
+}
+
+/// Shows the code and opens the page when the client can open one.
+async fn show_code(server: &super::TandemServer, client: &Client, grant: &DeviceAuthorization) {
     client
         .show_message(
             MessageType::INFO,
@@ -108,17 +148,6 @@ pub(crate) async fn start(
             }
         }
     }
-    let poller = Poller {
-        client,
-        cloud: server.cloud.clone(),
-        server: cloud_server,
-        path,
-        grant,
-        signing_in: server.signing_in.clone(),
-        status: server.status.clone(),
-    };
-    tokio::spawn(poller.run());
-    Ok(started)
 }
 
 /// Polls one grant to its end.

@@ -332,7 +332,7 @@ test("the VS Code extension's requests against tandem lsp: sign in, suggest, exp
     const from = statuses.statuses.length;
     const answer = await request(
       ExecuteCommandRequest.type,
-      { command: core.ServerCommands.signIn, arguments: [] },
+      { command: core.ServerCommands.signIn, arguments: [...core.SIGN_IN_ARGUMENTS] },
       "workspace/executeCommand tandem.signIn",
     );
     signingIn = false;
@@ -341,20 +341,22 @@ test("the VS Code extension's requests against tandem lsp: sign in, suggest, exp
     assert.ok(started, `tandem.signIn answered ${JSON.stringify(answer)}`);
     assert.equal(started.verificationUri, `${CLOUD}/device`);
     assert.ok(started.expiresIn > 0);
-    // The page the server wanted opened is the one the extension's button opens.
-    assert.deepEqual(
-      shownDocuments.map((shown) => [shown.uri, shown.external, shown.duringSignIn]),
-      [[core.signInPage(started), true, true]],
-    );
-    assert.ok(messages.some((message) => message.includes(started.userCode)), `the server did not show the code: ${JSON.stringify(messages)}`);
+    // The extension shows the code and opens the page itself (`clientShowsCode`): the
+    // server neither opens the page nor shows the code, so nothing appears twice.
+    assert.deepEqual(shownDocuments, [], "the server opened the page itself");
+    assert.ok(!messages.some((message) => message.includes(started.userCode)), `the server showed the code too: ${JSON.stringify(messages)}`);
+    assert.ok(core.signInPage(started).startsWith(`${CLOUD}/device`), core.signInPage(started));
     const waiting = await statuses.waitFor((status) => status.state === "signingIn", "signingIn", from);
     assert.equal(core.presentStatus(view(waiting), new Date()).text, "$(key) Tandem: Signing in…");
 
-    // Sign In again while the code waits: -32803, on which the extension shows the same code.
+    // Sign In again while the code waits: -32803 with reason inProgress, on which the
+    // extension shows the same code; the server shows nothing of its own.
+    const messagesBefore = messages.length;
     await assert.rejects(
-      request(ExecuteCommandRequest.type, { command: core.ServerCommands.signIn, arguments: [] }, "second tandem.signIn"),
-      (error) => error.code === core.ErrorCodes.requestFailed,
+      request(ExecuteCommandRequest.type, { command: core.ServerCommands.signIn, arguments: [...core.SIGN_IN_ARGUMENTS] }, "second tandem.signIn"),
+      (error) => error.code === core.ErrorCodes.requestFailed && core.errorReason(error) === core.SIGN_IN_IN_PROGRESS,
     );
+    assert.equal(messages.length, messagesBefore, `the server showed a message: ${JSON.stringify(messages)}`);
     const pending = core.pendingSignIn(started, Date.now());
     assert.equal(core.stillPending(pending, Date.now()), pending);
 

@@ -33,60 +33,6 @@ local function execute(client, command, handler)
     end, api.nvim_get_current_buf())
 end
 
---- Whether the client told the server it can open pages (`window/showDocument`); the
---- server then opens the sign-in page itself and the plugin must not open a second one.
-local function server_opens_pages(client)
-  local capabilities = client.config and client.config.capabilities or {}
-  local show_document = capabilities.window and capabilities.window.showDocument
-  return type(show_document) == "table" and show_document.support == true
-end
-
---- The server announces a sign-in's code with `window/showMessage` as well as in its answer.
---- The plugin shows the code itself (with the clipboard and browser hints), so that message
---- is dropped: held while the plugin's request waits, and recognised for a few seconds after
---- the answer, since Neovim may handle the notification after the response.
-local held_messages = nil
-local repeated_text = nil
-local repeated_until = 0
-
-local function show_message(err, result, ctx, handler_config)
-  return vim.lsp.handlers["window/showMessage"](err, result, ctx, handler_config)
-end
-
-local function is_repeat(result)
-  local text = type(result) == "table" and tostring(result.message) or ""
-  return repeated_text ~= nil and vim.loop.now() < repeated_until and text:find(repeated_text, 1, true) ~= nil
-end
-
---- The client's `window/showMessage` handler.
-function M.handle_show_message(err, result, ctx, handler_config)
-  if held_messages ~= nil then
-    table.insert(held_messages, { err, result, ctx, handler_config })
-    return vim.NIL
-  end
-  if is_repeat(result) then
-    repeated_text = nil
-    return vim.NIL
-  end
-  return show_message(err, result, ctx, handler_config)
-end
-
---- Shows the held messages except one containing `repeated` (the code, or the error the
---- plugin reports itself), which is also dropped should it arrive later.
-local function release_messages(repeated)
-  local messages = held_messages or {}
-  held_messages = nil
-  repeated_text = repeated
-  repeated_until = vim.loop.now() + 5000
-  for _, message in ipairs(messages) do
-    if is_repeat(message[2]) then
-      repeated_text = nil
-    else
-      show_message(unpack(message, 1, 4))
-    end
-  end
-end
-
 --- Shows the code and the page of a sign-in the server started (`tandem.signIn`'s answer).
 local function announce_sign_in(client, result)
   if type(result) ~= "table" or result.userCode == nil then
@@ -104,7 +50,7 @@ local function announce_sign_in(client, result)
     table.insert(lines, "The code is in the + register.")
   end
   local direct = type(result.verificationUriComplete) == "string" and result.verificationUriComplete or page
-  if not server_opens_pages(client) and vim.ui ~= nil and type(vim.ui.open) == "function" then
+  if vim.ui ~= nil and type(vim.ui.open) == "function" then
     if pcall(vim.ui.open, direct) then
       table.insert(lines, "Opening the page in your browser.")
     end
@@ -120,10 +66,11 @@ function M.sign_in()
   if client == nil then
     return
   end
-  held_messages = {}
-  util.client_call(client, "request", "workspace/executeCommand", { command = "tandem.signIn", arguments = {} },
+  -- `clientShowsCode`: the plugin shows the code and opens the page itself, so the server
+  -- does neither and nothing is shown twice (docs/editors/PROTOCOL.md).
+  util.client_call(client, "request", "workspace/executeCommand",
+    { command = "tandem.signIn", arguments = { { clientShowsCode = true } } },
     function(err, result)
-      release_messages(err ~= nil and tostring(err.message) or (type(result) == "table" and result.userCode) or nil)
       if err ~= nil then
         util.notify("sign-in failed: " .. tostring(err.message), vim.log.levels.ERROR)
         return

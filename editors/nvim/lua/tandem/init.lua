@@ -216,7 +216,6 @@ local function client_config(bufnr)
     capabilities = client_capabilities(),
     handlers = {
       ["tandem/didChangeStatus"] = status.handle_notification,
-      ["window/showMessage"] = commands.handle_show_message,
     },
     on_attach = on_attach,
     on_exit = function(_, _, client_id)

@@ -42,11 +42,29 @@ export function commandsForLanguageClient(serverCommands: readonly string[]): st
   return serverCommands.filter((command) => !WRAPPED_SERVER_COMMANDS.includes(command));
 }
 
+/**
+ * The argument of `tandem.signIn`: the extension shows the code and opens the page
+ * itself (with "Copy code and open browser"), so the server does neither.
+ */
+export const SIGN_IN_ARGUMENTS: readonly unknown[] = Object.freeze([Object.freeze({ clientShowsCode: true })]);
+
+/** `data.reason` of a `tandem.signIn` that could not start because one already waits. */
+export const SIGN_IN_IN_PROGRESS = "inProgress";
+
+/** The `data.reason` of a JSON-RPC error, if it has one. */
+export function errorReason(error: unknown): string | undefined {
+  const data = (error as { data?: unknown } | null | undefined)?.data;
+  if (typeof data === "object" && data !== null && typeof (data as { reason?: unknown }).reason === "string") {
+    return (data as { reason: string }).reason;
+  }
+  return undefined;
+}
+
 /** JSON-RPC error codes the extension tells apart. */
 export const ErrorCodes = {
   requestCancelled: -32800,
   contentModified: -32801,
-  /** `tandem.signIn` could not start (PROTOCOL.md: a sign-in is already waiting). */
+  /** `tandem.signIn` could not start; `data.reason` says why (PROTOCOL.md). */
   requestFailed: -32803,
 } as const;
 

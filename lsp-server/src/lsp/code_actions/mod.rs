@@ -70,7 +70,7 @@ pub(crate) enum ActionError {
     #[error(transparent)]
     Handler(#[from] HandlerError),
     #[error(
-        "no API key is configured; run `tandem login` in a terminal or set `tandem.apiKey` in the editor settings"
+        "not signed in; use your editor's “Tandem: Sign In” (or run `tandem login` in a terminal), or set an API key in the editor's Tandem settings"
     )]
     NoKey,
     #[error("this file is excluded from Tandem by the privacy rules (.tandemignore), so it is never sent")]

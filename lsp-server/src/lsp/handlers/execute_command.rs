@@ -52,19 +52,24 @@ pub(crate) async fn handle_execute_command(
             Ok(Some(Value::Bool(applied.applied)))
         }
         SIGN_IN_COMMAND => {
+            // A missing or malformed argument means the server shows the code itself.
+            let argument: sign_in::SignInArgument =
+                serde_json::from_value(argument).unwrap_or_default();
             let cloud_server = server.request_config().credentials.server;
-            match sign_in::start(server, cloud_server).await {
+            match sign_in::start(server, cloud_server, argument.client_shows_code).await {
                 Ok(started) => Ok(serde_json::to_value(started).ok()),
                 Err(error) => {
                     let message = format!("Tandem: {error}");
-                    server
-                        .client
-                        .show_message(MessageType::ERROR, message.clone())
-                        .await;
+                    if !argument.client_shows_code {
+                        server
+                            .client
+                            .show_message(MessageType::ERROR, message.clone())
+                            .await;
+                    }
                     Err(jsonrpc::Error {
                         code: jsonrpc::ErrorCode::ServerError(-32803),
                         message: message.into(),
-                        data: None,
+                        data: Some(serde_json::json!({"reason": error.reason()})),
                     })
                 }
             }

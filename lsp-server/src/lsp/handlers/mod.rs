@@ -84,7 +84,7 @@ pub(crate) async fn suggest(
         tracing::debug!("no API key configured; no completion");
         server
             .notify_auth_problem(
-                "Tandem: no API key is configured. Run `tandem login` in a terminal or set `tandem.apiKey` in the editor settings."
+                "Tandem: not signed in. Use your editor's “Tandem: Sign In” (or run `tandem login` in a terminal), or set an API key in the editor's Tandem settings."
                     .to_owned(),
             )
             .await;
@@ -428,7 +428,7 @@ async fn report_cloud_error(
             tracing::warn!(server = %target.server, key_source = %config.credentials.api_key_source, "API key rejected");
             server
                 .notify_auth_problem(format!(
-                    "Tandem: {} rejected the API key. Run `tandem login` in a terminal or set `tandem.apiKey` in the editor settings.",
+                    "Tandem: {} rejected the API key. Sign in again with your editor's “Tandem: Sign In” (or `tandem login` in a terminal), or check the API key in the editor's Tandem settings.",
                     target.server
                 ))
                 .await;

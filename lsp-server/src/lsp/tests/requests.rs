@@ -174,7 +174,7 @@ async fn a_rejected_key_is_reported_once_until_settings_change() {
     assert_eq!(message["params"]["type"], 2, "a warning");
     let text = message["params"]["message"].as_str().unwrap();
     assert!(
-        text.contains("tandem login") && text.contains("tandem.apiKey"),
+        text.contains("Tandem: Sign In") && text.contains("tandem login"),
         "{text}"
     );
     assert!(!text.contains("tdm_test_key"), "never the key: {text}");
@@ -223,7 +223,7 @@ async fn no_key_means_empty_results_and_one_notice() {
     assert!(message["params"]["message"]
         .as_str()
         .unwrap()
-        .contains("no API key"));
+        .contains("not signed in"));
     assert!(server
         .next_notification("window/showMessage", Duration::from_millis(300))
         .await
