@@ -28,7 +28,13 @@ import {
   DocumentSelector,
 } from "vscode-languageclient/node";
 
-import { addTandemCapabilities, commandsForLanguageClient, Methods, STATUS_PARAMS } from "./core/protocol";
+import {
+  addTandemCapabilities,
+  commandsForLanguageClient,
+  Methods,
+  SERVER_ARGS,
+  STATUS_PARAMS,
+} from "./core/protocol";
 import { ServerSettings, shouldSuggest } from "./core/settings";
 import { parseStatus, Status } from "./core/status";
 
@@ -174,12 +180,12 @@ export function createClient(
   hooks: ClientHooks,
 ): LanguageClient {
   const serverOptions: ServerOptions = {
-    // `--stdio` is passed explicitly instead of `transport: TransportKind.stdio`, which
-    // would append its own copy of the flag.
-    run: { command, args: ["--stdio"] },
+    // The arguments are given in full instead of `transport: TransportKind.stdio`, which
+    // would append `--stdio`.
+    run: { command, args: [...SERVER_ARGS] },
     debug: {
       command,
-      args: ["--stdio"],
+      args: [...SERVER_ARGS],
       options: { env: { ...process.env, TANDEM_LOG: "debug" } },
     },
   };

@@ -1,4 +1,4 @@
-// Tandem for VS Code: starts the `tandem` language server (`tandem --stdio`) through
+// Tandem for VS Code: starts the `tandem` language server (`tandem lsp`) through
 // vscode-languageclient, whose inline-completion support shows its suggestions as ghost
 // text, and adds sign-in, explanations, a Toggle and a status bar item around it.
 //
@@ -186,7 +186,7 @@ async function startClient(): Promise<void> {
       statusBar.setPhase("failed", "it stopped; see Tandem: Show Output");
     }
   });
-  outputChannel.info(`starting ${command} --stdio`);
+  outputChannel.info(`starting ${command} lsp`);
   statusBar.setPhase("starting");
   client = newClient;
   try {

@@ -225,7 +225,8 @@ test("the VS Code extension's requests against tandem lsp: sign in, suggest, exp
   const env = { ...process.env };
   delete env.TANDEM_API_KEY;
   delete env.TANDEM_SERVER;
-  const child = spawn(bin, ["--stdio"], { stdio: ["pipe", "pipe", "pipe"], env });
+  // Started as the extension starts it.
+  const child = spawn(bin, [...core.SERVER_ARGS], { stdio: ["pipe", "pipe", "pipe"], env });
   const serverStderr = collectStderr(child);
   const exited = new Promise((resolveExit) => child.on("exit", (code, signal) => resolveExit({ code, signal })));
   const spawnFailed = new Promise((_, reject) => child.on("error", reject));

@@ -17,6 +17,9 @@ export const Methods = {
  */
 export const STATUS_PARAMS: Readonly<Record<string, never>> = Object.freeze({});
 
+/** How the extension starts the server: `tandem lsp`, LSP over stdio. */
+export const SERVER_ARGS: readonly string[] = Object.freeze(["lsp"]);
+
 /** Commands the server runs through `workspace/executeCommand` (PROTOCOL.md, "Commands"). */
 export const ServerCommands = {
   signIn: "tandem.signIn",
