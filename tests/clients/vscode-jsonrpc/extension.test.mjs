@@ -27,6 +27,7 @@ import { spawn } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import protocol from "vscode-languageserver-protocol/node";
+import { collectStderr, endPosition, REQUEST_TIMEOUT_MS, withTimeout } from "./support.mjs";
 
 const {
   CancellationTokenSource,
@@ -56,9 +57,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const corePath = process.env.TANDEM_VSCODE_CORE ?? resolve(here, "../../../editors/vscode/out/core.mjs");
 const core = await import(pathToFileURL(corePath).href);
 
-const REQUEST_TIMEOUT_MS = Number(process.env.TANDEM_TEST_TIMEOUT_MS ?? 20000);
 const SIGN_IN_TIMEOUT_MS = Number(process.env.TANDEM_SIGN_IN_TIMEOUT_MS ?? 60000);
-const VERBOSE = process.env.TANDEM_TEST_VERBOSE === "1";
 const CLOUD = process.env.TANDEM_SERVER ?? "";
 const EXPECTED_TEXT = process.env.EXPECTED_TEXT ?? "";
 const EXPECTED_EXPLANATION = process.env.EXPECTED_EXPLANATION ?? "";
@@ -130,19 +129,6 @@ function log(message) {
   process.stderr.write(`[vscode extension test] ${message}\n`);
 }
 
-function withTimeout(promise, label, ms = REQUEST_TIMEOUT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label}: nothing within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function endPosition(text) {
-  const lines = text.split("\n");
-  return { line: lines.length - 1, character: lines[lines.length - 1].length };
-}
-
 /** Polls `condition` every 20 ms until it holds; `describe` says what was missing. */
 async function waitUntil(condition, describe, ms = REQUEST_TIMEOUT_MS) {
   const deadline = Date.now() + ms;
@@ -152,23 +138,6 @@ async function waitUntil(condition, describe, ms = REQUEST_TIMEOUT_MS) {
     }
     await new Promise((resolveTick) => setTimeout(resolveTick, 20));
   }
-}
-
-/** Collects the server's stderr so a failure can show what the server said. */
-function collectStderr(child) {
-  const chunks = [];
-  let size = 0;
-  child.stderr.on("data", (chunk) => {
-    if (VERBOSE) {
-      process.stderr.write(chunk);
-    }
-    chunks.push(chunk);
-    size += chunk.length;
-    while (size > 65536 && chunks.length > 1) {
-      size -= chunks.shift().length;
-    }
-  });
-  return () => Buffer.concat(chunks).toString("utf8");
 }
 
 /** Every Status the server pushed, in order, and a way to wait for one. */

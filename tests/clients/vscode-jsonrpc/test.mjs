@@ -15,6 +15,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import jsonrpc from "vscode-jsonrpc/node";
+import { collectStderr, endPosition, REQUEST_TIMEOUT_MS, withTimeout } from "./support.mjs";
 
 const {
   CancellationTokenSource,
@@ -25,8 +26,6 @@ const {
 
 const ROOT_URI = "file:///workspace";
 const DOC_URI = "file:///workspace/example.py";
-const REQUEST_TIMEOUT_MS = Number(process.env.TANDEM_TEST_TIMEOUT_MS ?? 20000);
-const VERBOSE = process.env.TANDEM_TEST_VERBOSE === "1";
 const EXPECTED_TEXT = process.env.EXPECTED_TEXT ?? "";
 
 const DEFAULT_DOC = [
@@ -46,20 +45,6 @@ function log(message) {
   process.stderr.write(`[vscode-jsonrpc test] ${message}\n`);
 }
 
-function withTimeout(promise, label, ms = REQUEST_TIMEOUT_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** The end of `text` as an LSP position; JavaScript string lengths are UTF-16 code units. */
-function endPosition(text) {
-  const lines = text.split("\n");
-  return { line: lines.length - 1, character: lines[lines.length - 1].length };
-}
-
 /** Converts an LSP position (UTF-16) into a JavaScript string index. */
 function offsetAt(text, position) {
   const lines = text.split("\n");
@@ -73,24 +58,6 @@ function offsetAt(text, position) {
 
 function applyChange(text, change) {
   return text.slice(0, offsetAt(text, change.range.start)) + change.text + text.slice(offsetAt(text, change.range.end));
-}
-
-/** Collects the server's stderr so a failure can show what the server said. */
-function collectStderr(child) {
-  const chunks = [];
-  let size = 0;
-  child.stderr.on("data", (chunk) => {
-    if (VERBOSE) {
-      process.stderr.write(chunk);
-    }
-    chunks.push(chunk);
-    size += chunk.length;
-    // Keep roughly the last 64 KiB: enough context, bounded memory.
-    while (size > 65536 && chunks.length > 1) {
-      size -= chunks.shift().length;
-    }
-  });
-  return () => Buffer.concat(chunks).toString("utf8");
 }
 
 test("tandem over vscode-jsonrpc: handshake, incremental sync, completions, clean exit", { timeout: REQUEST_TIMEOUT_MS * 8 }, async (t) => {
