@@ -12,57 +12,20 @@
 --
 -- Exit status: 0 (`qall!`) on success, 1 (`cquit 1`) on any failure, with diagnostics on stderr.
 
-local TIMEOUT_MS = tonumber(os.getenv("TANDEM_TEST_TIMEOUT_MS") or "") or 20000
-local EXPECTED_TEXT = os.getenv("EXPECTED_TEXT") or ""
+local support = dofile(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h") .. "/support.lua")
+local TIMEOUT_MS = support.TIMEOUT_MS
+local EXPECTED_TEXT = support.EXPECTED_TEXT
+local log = support.logger("neovim plugin test")
+local fail, check = support.fail, support.check
+local nonempty_env, read_tail = support.nonempty_env, support.read_tail
 -- This file is tests/clients/neovim/plugin_test.lua; the plugin is editors/nvim.
 local REPOSITORY = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h:h:h")
 local api = vim.api
-
-local function log(message)
-  io.stderr:write("[neovim plugin test] " .. message .. "\n")
-end
-
-local function fail(message)
-  error({ tandem_failure = message }, 2)
-end
-
-local function check(condition, message)
-  if not condition then
-    fail(message)
-  end
-end
 
 local function check_equal(actual, expected, what)
   if actual ~= expected then
     fail(what .. ": expected " .. vim.inspect(expected) .. ", got " .. vim.inspect(actual))
   end
-end
-
-local function nonempty_env(name)
-  local value = os.getenv(name)
-  if value == nil or value == "" then
-    return nil
-  end
-  return value
-end
-
-local function read_tail(path, from, max_lines)
-  local file = io.open(path, "r")
-  if file == nil then
-    return "<no log at " .. path .. ">"
-  end
-  if from > 0 then
-    file:seek("set", from)
-  end
-  local lines = {}
-  for line in file:lines() do
-    table.insert(lines, line)
-    if #lines > max_lines then
-      table.remove(lines, 1)
-    end
-  end
-  file:close()
-  return #lines == 0 and "<nothing logged by this run>" or table.concat(lines, "\n")
 end
 
 local LOG_PATH = vim.lsp.get_log_path()

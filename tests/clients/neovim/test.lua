@@ -14,30 +14,12 @@
 --
 -- Exit status: 0 (`qall!`) on success, 1 (`cquit 1`) on any failure, with diagnostics on stderr.
 
-local TIMEOUT_MS = tonumber(os.getenv("TANDEM_TEST_TIMEOUT_MS") or "") or 20000
-local EXPECTED_TEXT = os.getenv("EXPECTED_TEXT") or ""
-
-local function log(message)
-  io.stderr:write("[neovim test] " .. message .. "\n")
-end
-
-local function fail(message)
-  error({ tandem_failure = message }, 2)
-end
-
-local function check(condition, message)
-  if not condition then
-    fail(message)
-  end
-end
-
-local function nonempty_env(name)
-  local value = os.getenv(name)
-  if value == nil or value == "" then
-    return nil
-  end
-  return value
-end
+local support = dofile(vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h") .. "/support.lua")
+local TIMEOUT_MS = support.TIMEOUT_MS
+local EXPECTED_TEXT = support.EXPECTED_TEXT
+local log = support.logger("neovim test")
+local fail, check = support.fail, support.check
+local nonempty_env, read_tail = support.nonempty_env, support.read_tail
 
 local function has(feature)
   return vim.fn.has(feature) == 1
@@ -75,30 +57,6 @@ local function replace_tail(bufnr, byte_count, replacement)
   local last_row = vim.api.nvim_buf_line_count(bufnr) - 1
   local last_line = vim.api.nvim_buf_get_lines(bufnr, last_row, last_row + 1, true)[1]
   vim.api.nvim_buf_set_text(bufnr, last_row, #last_line - byte_count, last_row, #last_line, { replacement })
-end
-
---- The last `max_lines` lines written to `path` after byte `from`: the LSP log is shared by every
---- Neovim run, and only this run's part is of interest.
-local function read_tail(path, from, max_lines)
-  local file = io.open(path, "r")
-  if file == nil then
-    return "<no log at " .. path .. ">"
-  end
-  if from > 0 then
-    file:seek("set", from)
-  end
-  local lines = {}
-  for line in file:lines() do
-    table.insert(lines, line)
-    if #lines > max_lines then
-      table.remove(lines, 1)
-    end
-  end
-  file:close()
-  if #lines == 0 then
-    return "<nothing logged by this run>"
-  end
-  return table.concat(lines, "\n")
 end
 
 local LOG_PATH = vim.lsp.get_log_path()
