@@ -219,19 +219,9 @@ pub const SHRINK_INTERVAL: Duration = Duration::from_secs(60);
 mod tests {
     use std::sync::Arc;
 
-    use tandem_shared::Tier;
-
     use super::*;
+    use crate::rate_limit::tests::policy;
     use crate::rate_limit::Limit;
-
-    fn policy(per_hour: u32, per_day: u32, burst: u32, tokens: u64) -> TierPolicy {
-        let mut policy = Tiers::default().get(&Tier::pro()).unwrap().clone();
-        policy.requests_per_hour = per_hour;
-        policy.requests_per_day = per_day;
-        policy.burst_per_minute = burst;
-        policy.tokens_per_day = tokens;
-        policy
-    }
 
     fn limiter_for(policy: &TierPolicy) -> RateLimiter {
         let mut limiter = RateLimiter::new(&Tiers::default());

@@ -45,7 +45,8 @@ async fn delete_keys(url: &str, prefix: &str) {
     }
 }
 
-fn policy(per_hour: u32, per_day: u32, burst: u32, tokens: u64) -> TierPolicy {
+/// The pro tier with these limits; also used by `local.rs`'s tests.
+pub(super) fn policy(per_hour: u32, per_day: u32, burst: u32, tokens: u64) -> TierPolicy {
     let mut policy = Tiers::default().get(&Tier::pro()).unwrap().clone();
     policy.requests_per_hour = per_hour;
     policy.requests_per_day = per_day;
