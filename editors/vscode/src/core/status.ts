@@ -211,7 +211,7 @@ function presentState(status: Status): StatePresentation {
       return {
         icon: "$(debug-disconnect)",
         label: "Offline",
-        headline: "The Tandem server cannot be reached.",
+        headline: "The Tandem server cannot be reached or is failing (details below).",
         severity: "warning",
       };
     default:
