@@ -64,6 +64,7 @@ use hyper_util::rt::TokioIo;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::{Connection as _, PgConnection};
+use tandem_cloud::db::scratch::ScratchDb;
 use tandem_e2e::{CloudOptions, CloudServer, ProviderConfig};
 use tandem_shared::{CodeContext, CompletionRequest, CompletionResponse};
 use tokio::net::TcpStream;
@@ -1178,15 +1179,13 @@ fn ensure_open_file_limit(needed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `cluster` section's services, each seen to answer, with a PostgreSQL schema and a
-/// Redis key prefix of this run's own, removed by [`ClusterServices::clean_up`].
+/// The `cluster` section's services, each seen to answer, with a PostgreSQL schema (a
+/// [`ScratchDb`], as `tests/e2e/cluster.rs` uses) and a Redis key prefix of this run's
+/// own, removed by [`ClusterServices::clean_up`].
 struct ClusterServices {
-    /// The PostgreSQL server, as given.
-    postgres_url: String,
-    schema: String,
-    /// The schema as a database of its own (through `search_path`, as
-    /// `tests/e2e/cluster.rs` does): what the instances are configured with.
-    schema_url: String,
+    /// Its `url` (the schema as a database of its own, through `search_path`) is what the
+    /// instances are configured with.
+    scratch: ScratchDb,
     redis_url: String,
     redis: MultiplexedConnection,
     key_prefix: String,
@@ -1196,29 +1195,21 @@ impl ClusterServices {
     async fn connect() -> anyhow::Result<ClusterServices> {
         let postgres_url = env_or(POSTGRES_URL_VARIABLE, DEFAULT_POSTGRES_URL);
         let redis_url = env_or(REDIS_URL_VARIABLE, DEFAULT_REDIS_URL);
-        let mut schema_url = url::Url::parse(&postgres_url)
-            .with_context(|| format!("{POSTGRES_URL_VARIABLE} is not a URL"))?;
-        let mut admin = connect_postgres(&postgres_url).await?;
+        // Seen to answer within the time limit first, for a clear message when it does not.
+        let admin = connect_postgres(&postgres_url).await?;
+        // The connection served its purpose; how it closes does not matter.
+        let _ = admin.close().await;
         let redis = connect_redis(&redis_url).await?;
+        let scratch = ScratchDb::postgres(&postgres_url)
+            .await
+            .with_context(|| format!("cannot create a schema on {}", masked_url(&postgres_url)))?;
         // Two runs on one machine cannot share a process id in the same millisecond.
         let since_epoch = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         let run = format!("{}_{}", std::process::id(), since_epoch.as_millis());
-        let schema = format!("cloud_load_{run}");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin)
-            .await
-            .with_context(|| format!("cannot create the schema `{schema}`"))?;
-        // The connection served its purpose; how it closes does not matter.
-        let _ = admin.close().await;
-        schema_url
-            .query_pairs_mut()
-            .append_pair("options", &format!("-c search_path={schema}"));
         Ok(ClusterServices {
-            postgres_url,
-            schema,
-            schema_url: schema_url.to_string(),
+            scratch,
             redis_url,
             redis,
             key_prefix: format!("tandem-bench-{run}:"),
@@ -1291,7 +1282,7 @@ impl ClusterServices {
     /// Usage records in all, those with status 200, and the transactions that wrote
     /// them.
     async fn usage_records(&self) -> anyhow::Result<(i64, i64, i64)> {
-        let mut connection = connect_postgres(&self.schema_url).await?;
+        let mut connection = connect_postgres(&self.scratch.url).await?;
         // `xmin` is the id of the transaction that inserted a row: one per batch the
         // usage writer committed (`xid` has no ordering, hence the text).
         let counts = sqlx::query_as(
@@ -1307,16 +1298,6 @@ impl ClusterServices {
 
     /// Drops the schema and deletes the keys under the prefix; both are tried.
     async fn clean_up(mut self) -> anyhow::Result<()> {
-        let schema = async {
-            let mut admin = connect_postgres(&self.postgres_url).await?;
-            sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
-                .execute(&mut admin)
-                .await
-                .with_context(|| format!("cannot drop the schema `{}`", self.schema))?;
-            let _ = admin.close().await;
-            anyhow::Ok(())
-        }
-        .await;
         let keys = async {
             let keys = self.redis_keys("*").await?;
             if !keys.is_empty() {
@@ -1331,6 +1312,11 @@ impl ClusterServices {
             anyhow::Ok(())
         }
         .await;
+        let schema = self
+            .scratch
+            .remove()
+            .await
+            .context("cannot drop the run's PostgreSQL schema");
         schema.and(keys)
     }
 }
@@ -1397,7 +1383,7 @@ async fn run_cluster(
     let options = CloudOptions {
         providers: vec![provider_config(&provider)],
         tier: Some(LOAD_TIER.to_owned()),
-        database_url: Some(services.schema_url.clone()),
+        database_url: Some(services.scratch.url.clone()),
         extra_toml: format!(
             r#"{LOAD_TIER_TOML}
 [redis]

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
+use tandem_cloud::db::scratch::ScratchDb;
 use tandem_e2e::services::{service_url, POSTGRES_URL, REDIS_URL};
 use tandem_e2e::{CloudOptions, CloudServer, ProviderConfig, ProviderFixture, TEST_USER_EMAIL};
 
@@ -28,41 +29,25 @@ const PACE: Duration = Duration::from_millis(3);
 const KILL_AFTER: Duration = Duration::from_secs(1);
 const LOAD_USER_EMAIL: &str = "load@example.com";
 
-/// A schema of its own on the PostgreSQL server, which the instances see as their whole
-/// database (through `search_path`), dropped at the end.
+/// A schema of its own on the PostgreSQL server (a [`ScratchDb`]), which the instances
+/// see as their whole database, removed at the end.
 struct SharedDatabase {
-    server: String,
-    schema: String,
-    /// What the instances are configured with.
-    url: String,
+    /// Its `url` is what the instances are configured with.
+    scratch: ScratchDb,
     pool: PgPool,
 }
 
 impl SharedDatabase {
     async fn create(server: &str) -> SharedDatabase {
-        let schema = format!("cluster_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(server)
-            .await
-            .expect("PostgreSQL answers");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin)
+        let scratch = ScratchDb::postgres(server)
             .await
             .expect("the schema is created");
-        let mut url = reqwest::Url::parse(server).expect("the PostgreSQL URL parses");
-        url.query_pairs_mut()
-            .append_pair("options", &format!("-c search_path={schema}"));
-        let url = url.to_string();
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .connect(&url)
+            .connect(&scratch.url)
             .await
             .expect("the schema's URL connects");
-        SharedDatabase {
-            server: server.to_owned(),
-            schema,
-            url,
-            pool,
-        }
+        SharedDatabase { scratch, pool }
     }
 
     /// Usage records of `email`'s answered requests, by request id.
@@ -81,13 +66,7 @@ impl SharedDatabase {
 
     async fn drop_schema(self) {
         self.pool.close().await;
-        let mut admin = PgConnection::connect(&self.server)
-            .await
-            .expect("PostgreSQL answers");
-        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .execute(&mut admin)
-            .await
-            .expect("the schema is dropped");
+        self.scratch.remove().await.expect("the schema is dropped");
     }
 }
 
@@ -101,7 +80,7 @@ fn shared_options(
     CloudOptions {
         providers: vec![provider],
         tier: Some("quota".to_owned()),
-        database_url: Some(database.url.clone()),
+        database_url: Some(database.scratch.url.clone()),
         extra_toml: format!(
             r#"
 [redis]

@@ -30,6 +30,8 @@ enum Cleanup {
         server: Box<PgConnectOptions>,
         schema: String,
     },
+    /// Already removed ([`ScratchDb::remove`]).
+    Done,
 }
 
 impl ScratchDb {
@@ -76,6 +78,25 @@ impl ScratchDb {
                 schema,
             },
         })
+    }
+
+    /// Removes it now and says whether that worked, where dropping it only starts the
+    /// removal: for a process that ends right after (a load run) or must know the schema
+    /// is gone. Close its pools first; PostgreSQL waits for their transactions.
+    pub async fn remove(mut self) -> Result<(), DbError> {
+        match std::mem::replace(&mut self.cleanup, Cleanup::Done) {
+            // Removed as it is dropped, synchronously: nothing to wait for.
+            Cleanup::Directory(directory) => drop(directory),
+            Cleanup::Schema { server, schema } => {
+                let mut connection = server.connect().await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .execute(&mut connection)
+                    .await?;
+                connection.close().await?;
+            }
+            Cleanup::Done => {}
+        }
+        Ok(())
     }
 
     /// Opens and migrates it.
